@@ -1,0 +1,285 @@
+"""Read the TOML configuration into frozen dataclasses, listing every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunescout.errors import ConfigError
+from tunescout.models import AUDIO_EXTENSIONS
+from tunescout.units import parse_duration, parse_size
+
+DEFAULT_ANALYSER = "tunescout.analysis:analyse_file"
+
+
+@dataclass(frozen=True)
+class LibraryConfig:
+    paths: tuple[Path, ...]
+    extensions: frozenset[str] = AUDIO_EXTENSIONS
+    watch: str = "auto"  # auto: inotify on local filesystems, polling on network mounts
+    poll_interval_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    settle_s: float = 5.0
+    rescan_interval_s: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    max_workers: int = 0  # 0: one per core
+    child_budget_bytes: int = 768 * 1024**2
+    batch_size: int = 5
+    large_file_bytes: int = 100 * 1000**2
+    timeout_s: float = 120.0  # per file, before the size allowance
+    timeout_per_mb_s: float = 2.0
+    analyser: str = DEFAULT_ANALYSER  # test seam: "module:function" run by the children
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    min_available_bytes: int = 300 * 1000**2
+    pause_above_percent: float = 75.0
+    resume_below_percent: float = 70.0
+    reserve_bytes: int = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    target: str = "auto"  # auto: journald under systemd, stderr otherwise
+
+
+@dataclass(frozen=True)
+class Config:
+    library: LibraryConfig
+    store: StoreConfig
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "built-in defaults"
+
+
+def default_library_paths(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """Return the music folder a user would expect: $XDG_MUSIC_DIR, else ~/Music."""
+    music = env.get("XDG_MUSIC_DIR")
+    return (Path(music) if music else Path(env.get("HOME", "~")).expanduser() / "Music",)
+
+
+def default_store_path(env: Mapping[str, str]) -> Path:
+    """Return the database path: systemd's StateDirectory, else the XDG state directory."""
+    state_dir = env.get("STATE_DIRECTORY")
+    if state_dir:
+        return Path(state_dir.split(":")[0]) / "tunescout.db"
+    xdg = env.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
+    return base / "tunescout" / "tunescout.db"
+
+
+def config_candidates(env: Mapping[str, str]) -> list[Path]:
+    """Return the default config locations, most specific first."""
+    xdg = env.get("XDG_CONFIG_HOME")
+    user = Path(xdg) if xdg else Path(env.get("HOME", "~")).expanduser() / ".config"
+    return [user / "tunescout" / "tunescout.toml", Path("/etc/tunescout/tunescout.toml")]
+
+
+def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """Return the config file to read: --config, $TUNESCOUT_CONFIG, then the defaults."""
+    if explicit is not None:
+        return explicit
+    if env.get("TUNESCOUT_CONFIG"):
+        return Path(env["TUNESCOUT_CONFIG"])
+    return next((p for p in config_candidates(env) if p.is_file()), None)
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Find, read and validate the configuration; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    path = find_config(explicit, env)
+    if path is None:
+        return parse_config({}, env=env)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), ["file not found"]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from exc
+    return parse_config(raw, env=env, source=str(path), base_dir=path.absolute().parent)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+Converter = Callable[[Any], Any]
+
+
+def _int_in(low: int, high: int) -> Converter:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return convert
+
+
+def _percent(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expected a percentage such as 75")
+    if not 1 <= value <= 99:
+        raise ValueError(f"must be from 1 to 99, got {value}")
+    return float(value)
+
+
+def _choice(*choices: str) -> Converter:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _extensions(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError('expected a list of extensions such as [".mp3", ".flac"]')
+    return frozenset(v.lower() if v.startswith(".") else "." + v.lower() for v in value)
+
+
+def _analyser(value: Any) -> str:
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise ValueError('expected "module:function"')
+    return value
+
+
+_SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
+    "library": {
+        "paths": ("paths", lambda v: v),  # checked in _paths
+        "extensions": ("extensions", _extensions),
+        "watch": ("watch", _choice("auto", "inotify", "poll")),
+        "poll_interval": ("poll_interval_s", parse_duration),
+    },
+    "store": {"path": ("path", lambda v: v)},
+    "intake": {
+        "settle": ("settle_s", parse_duration),
+        "rescan_interval": ("rescan_interval_s", parse_duration),
+    },
+    "workers": {
+        "max_workers": ("max_workers", _int_in(0, 256)),
+        "child_budget": ("child_budget_bytes", parse_size),
+        "batch_size": ("batch_size", _int_in(1, 100)),
+        "large_file": ("large_file_bytes", parse_size),
+        "timeout": ("timeout_s", parse_duration),
+        "timeout_per_mb": ("timeout_per_mb_s", parse_duration),
+        "analyser": ("analyser", _analyser),
+    },
+    "memory": {
+        "min_available": ("min_available_bytes", parse_size),
+        "pause_above_percent": ("pause_above_percent", _percent),
+        "resume_below_percent": ("resume_below_percent", _percent),
+        "reserve": ("reserve_bytes", parse_size),
+    },
+    "log": {
+        "level": ("level", _choice("debug", "info", "warning", "error")),
+        "target": ("target", _choice("auto", "journal", "stderr")),
+    },
+}
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(choices))}"
+
+
+def _resolve(value: Any, base_dir: Path | None) -> Path:
+    path = Path(os.path.expanduser(_string(value)))
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    *,
+    env: Mapping[str, str],
+    source: str = "built-in defaults",
+    base_dir: Path | None = None,
+) -> Config:
+    """Turn a parsed TOML document into a Config; raise ConfigError with every problem."""
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for section, table in raw.items():
+        if section not in _SECTIONS:
+            problems.append(f"{section}: unknown section{_did_you_mean(section, list(_SECTIONS))}")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{section}: expected a table ([{section}])")
+            continue
+        keys = _SECTIONS[section]
+        for key, value in table.items():
+            if key not in keys:
+                problems.append(f"{section}.{key}: unknown key{_did_you_mean(key, list(keys))}")
+                continue
+            attr, convert = keys[key]
+            try:
+                values[section][attr] = convert(value)
+            except ValueError as exc:
+                problems.append(f"{section}.{key}: {exc}")
+    library = values["library"]
+    if "paths" in library:
+        paths = library["paths"]
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, list) or not paths:
+            problems.append('library.paths: expected a list of folders such as ["/srv/music"]')
+        else:
+            try:
+                library["paths"] = tuple(_resolve(p, base_dir) for p in paths)
+            except ValueError:
+                problems.append("library.paths: every entry must be a non-empty string")
+    else:
+        library["paths"] = default_library_paths(env)
+    store = values["store"]
+    try:
+        store["path"] = _resolve(store["path"], base_dir) if "path" in store else None
+    except ValueError:
+        problems.append("store.path: expected the path of the SQLite file")
+    memory = values["memory"]
+    pause = memory.get("pause_above_percent", MemoryConfig.pause_above_percent)
+    resume = memory.get("resume_below_percent", min(MemoryConfig.resume_below_percent, pause - 5))
+    if resume >= pause:
+        problems.append(
+            f"memory.resume_below_percent: must be below pause_above_percent ({pause:g}) "
+            "so that intake does not flap"
+        )
+    memory["resume_below_percent"] = resume
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(
+        library=LibraryConfig(**library),
+        store=StoreConfig(path=store["path"] or default_store_path(env)),
+        intake=IntakeConfig(**values["intake"]),
+        workers=WorkersConfig(**values["workers"]),
+        memory=MemoryConfig(**memory),
+        log=LogConfig(**values["log"]),
+        source=source,
+    )

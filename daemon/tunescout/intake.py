@@ -1,0 +1,109 @@
+"""Decide which paths are audio worth analysing, and when a file being written is complete."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names that tools use while a file is still being written; they are renamed when complete.
+_TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".crdownload", ".partial", ".download", ".!qb", ".swp")
+_RSYNC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")  # rsync writes ".name.XXXXXX"
+
+
+def is_temp_name(name: str) -> bool:
+    """Return True for names of files that are still being written by some tool."""
+    lower = name.lower()
+    return (
+        lower.endswith(_TEMP_SUFFIXES)
+        or name.startswith(".~")
+        or name.startswith("~$")
+        or bool(_RSYNC_TEMP.match(name))
+    )
+
+
+def is_candidate(path: Path, extensions: frozenset[str]) -> bool:
+    """Return True when the path names an audio file (by extension) that is not a temp file."""
+    name = path.name
+    if is_temp_name(name) or name.startswith("._"):  # "._x.mp3": macOS resource forks
+        return False
+    return path.suffix.lower() in extensions
+
+
+@dataclass
+class _Pending:
+    first_seen: float
+    last_event: float
+    size: int
+    mtime_ns: int
+
+
+class Settler:
+    """Hold files that are being written until they have been quiet for `settle_s`.
+
+    A file is ready when no event arrived for `settle_s` and either its mtime is older than
+    `settle_s` or its size and mtime did not change between two looks a quiet period apart.
+    The clock (wall time, since it is compared with mtimes) is passed in: tests need no sleeps.
+    """
+
+    def __init__(self, settle_s: float) -> None:
+        self.settle_s = settle_s
+        self._pending: dict[Path, _Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._pending
+
+    def touch(self, path: Path, now: float) -> None:
+        """Note that something happened to `path` (created, written, closed, moved in)."""
+        entry = self._pending.get(path)
+        if entry is None:
+            self._pending[path] = _Pending(now, now, -1, -1)
+        else:
+            entry.last_event = now
+
+    def forget(self, path: Path) -> None:
+        """Stop waiting for a path that was deleted or moved away."""
+        self._pending.pop(path, None)
+
+    def forget_under(self, folder: Path) -> None:
+        """Stop waiting for every path under a folder that went away."""
+        for path in [p for p in self._pending if p.is_relative_to(folder)]:
+            del self._pending[path]
+
+    def next_due(self) -> float | None:
+        """Return the earliest time at which a pending file could become ready."""
+        if not self._pending:
+            return None
+        return min(e.last_event for e in self._pending.values()) + self.settle_s
+
+    def ready(self, now: float) -> list[Path]:
+        """Return the files that are complete now, and stop holding them."""
+        done: list[Path] = []
+        for path, entry in list(self._pending.items()):
+            if now - entry.last_event < self.settle_s:
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                del self._pending[path]  # gone before it settled: nothing to analyse
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                del self._pending[path]
+                continue
+            unchanged = (st.st_size, st.st_mtime_ns) == (entry.size, entry.mtime_ns)
+            if not unchanged and now - st.st_mtime_ns / 1e9 < self.settle_s:
+                # written within the quiet period: look again one quiet period later
+                entry.size, entry.mtime_ns, entry.last_event = st.st_size, st.st_mtime_ns, now
+                continue
+            done.append(path)
+            del self._pending[path]
+        return done
+
+    def pending(self) -> Iterable[Path]:
+        return list(self._pending)

@@ -1,0 +1,58 @@
+"""Frozen values that cross module and process boundaries."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+# Version of each feature group. Raising one makes the daemon recompute only that group.
+FEATURE_VERSIONS: dict[str, int] = {
+    "rhythm": 1,
+    "tonal": 1,
+    "loudness": 1,
+    "timbre": 1,
+}
+
+AUDIO_EXTENSIONS = frozenset(
+    {
+        ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".mp4", ".aac", ".alac",
+        ".wav", ".wave", ".aif", ".aiff", ".aifc", ".wma", ".asf", ".wv", ".ape", ".mpc",
+        ".dsf", ".tta", ".spx", ".mka", ".webm",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What a stat says about a file; unchanged identity means nothing to do."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """One versioned group of features; `values` is JSON-serialisable, units in the key names."""
+
+    name: str
+    version: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrackAnalysis:
+    """Everything the analysis of one file produced."""
+
+    digest: str  # hex hash of the compressed audio packets, independent of tags
+    duration_s: float
+    tags: dict[str, Any]  # normalised names -> str | list[str] | int
+    cover: dict[str, Any] | None = None  # {"mime", "width", "height", "bytes"}; never the data
+    tags_error: str | None = None  # tags unreadable; the audio was still analysed
+    features: tuple[FeatureGroup, ...] = field(default_factory=tuple)

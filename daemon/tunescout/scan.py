@@ -1,0 +1,113 @@
+"""The stat-only library walk and its comparison with the database (the reconcile)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunescout.intake import is_candidate
+from tunescout.models import FileIdentity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Walk:
+    """What one walk of the library found."""
+
+    files: dict[bytes, FileIdentity] = field(default_factory=dict)
+    complete_roots: list[Path] = field(default_factory=list)  # roots walked without a gap
+    skipped_dirs: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _walk_dir(top: bytes, extensions: frozenset[str], walk: Walk,
+              seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[bytes, os.stat_result]]:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            walk.skipped_dirs.append((Path(os.fsdecode(folder)), exc.strerror or str(exc)))
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # a dangling symlink or a file that just vanished
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key not in seen_dirs:  # a symlink loop or a second link to a folder: once
+                    seen_dirs.add(key)
+                    stack.append(entry.path)
+            elif stat.S_ISREG(st.st_mode) and is_candidate(Path(os.fsdecode(entry.name)), extensions):
+                yield entry.path, st
+
+
+def walk_library(roots: tuple[Path, ...], extensions: frozenset[str]) -> Walk:
+    """Stat every audio file under the roots; note which roots were walked completely."""
+    walk = Walk()
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            log.warning("library folder %s is not reachable (%s); keeping its files in the database",
+                        root, exc.strerror, extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            log.warning("library path %s is not a folder", root, extra={"EVENT": "root_missing"})
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        skipped_before = len(walk.skipped_dirs)
+        for path, fst in _walk_dir(os.fsencode(root), extensions, walk, seen_dirs):
+            walk.files[path] = FileIdentity.from_stat(fst)
+        walk.complete_roots.append(root)
+        for folder, why in walk.skipped_dirs[skipped_before:]:
+            log.warning("skipping folder %s: %s", folder, why,
+                        extra={"EVENT": "folder_skipped", "TRACK_PATH": str(folder)})
+    return walk
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reconcile decided: files to analyse, to forget, and how many were unchanged."""
+
+    new: list[Path]
+    changed: list[Path]
+    removed: list[Path]
+    unchanged: int
+
+
+def plan_reconcile(walk: Walk, known: dict[bytes, tuple[FileIdentity, str]],
+                   queued: set[bytes]) -> Plan:
+    """Compare a walk with the database: identical identities cost nothing."""
+    new: list[Path] = []
+    changed: list[Path] = []
+    unchanged = 0
+    for path, identity in walk.files.items():
+        entry = known.get(path)
+        if entry is None:
+            if path not in queued:
+                new.append(Path(os.fsdecode(path)))
+            continue
+        old_identity, state = entry
+        if old_identity != identity or state == "pending" and path not in queued:
+            changed.append(Path(os.fsdecode(path)))
+        else:
+            unchanged += 1
+    roots = [os.fsencode(r) for r in walk.complete_roots]
+    skipped = [os.fsencode(d) for d, _ in walk.skipped_dirs]
+    removed = [
+        Path(os.fsdecode(path)) for path in known
+        if path not in walk.files and _under_any(path, roots) and not _under_any(path, skipped)
+    ]
+    return Plan(new, changed, removed, unchanged)
+
+
+def _under_any(path: bytes, folders: list[bytes]) -> bool:
+    return any(path.startswith(f.rstrip(b"/") + b"/") for f in folders)

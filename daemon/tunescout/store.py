@@ -1,0 +1,457 @@
+"""All SQL: the schema, its migrations, the daemon's writes and the CLI's reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunescout.errors import StoreError
+from tunescout.models import FEATURE_VERSIONS, FileIdentity, TrackAnalysis
+
+# Queue priorities: new arrivals from the watcher go ahead of the reconcile backfill.
+PRIORITY_BACKFILL = 0
+PRIORITY_NEW = 10
+PRIORITY_RETRY = 5
+
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        path BLOB NOT NULL UNIQUE,
+        dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'analysed', 'failed', 'quarantined')),
+        digest TEXT,
+        duration_s REAL,
+        tags TEXT,
+        cover TEXT,
+        tags_error TEXT,
+        first_seen REAL NOT NULL,
+        analysed_at REAL
+    );
+    CREATE INDEX files_digest ON files (digest);
+    CREATE INDEX files_inode ON files (dev, ino);
+    CREATE TABLE features (
+        digest TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        vals TEXT NOT NULL,
+        computed_at REAL NOT NULL,
+        PRIMARY KEY (digest, grp)
+    );
+    CREATE TABLE failures (
+        path BLOB PRIMARY KEY,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        size INTEGER, mtime_ns INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        quarantined INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE queue (
+        path BLOB PRIMARY KEY,
+        priority INTEGER NOT NULL,
+        enqueued_at REAL NOT NULL,
+        solo INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX queue_order ON queue (priority DESC, enqueued_at);
+    CREATE TABLE daemon_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One queued file."""
+
+    path: Path
+    priority: int
+    solo: bool
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    path: Path
+    kind: str
+    reason: str
+    at: float
+    quarantined: bool
+    attempts: int
+
+
+def _b(path: Path) -> bytes:
+    return os.fsencode(path)
+
+
+def _p(blob: bytes) -> Path:
+    return Path(os.fsdecode(blob))
+
+
+def _explain(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text:
+        return (
+            f"cannot open the database {path} ({text}); check that its folder exists and is "
+            "writable by this user, or set store.path"
+        )
+    if "locked" in text or "busy" in text:
+        return f"the database {path} is locked by another process ({text}); is a second daemon running?"
+    if "malformed" in text or "not a database" in text:
+        return (
+            f"the database {path} is damaged ({text}); move it aside and restart: the daemon "
+            "rebuilds it from the library"
+        )
+    return f"database {path}: {text}"
+
+
+class Store:
+    """The SQLite database: the daemon writes through one Store, the CLI reads through another."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    # --- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating and migrating) the database for the daemon, the only writer."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a power cut loses no committed result
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, path, readonly=False)
+            store._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(exc, path)) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Store:
+        """Open the database for reading only, as the CLI does while the daemon runs."""
+        if not path.exists():
+            raise StoreError(
+                f"no database at {path}: start the daemon (tunescout run) or scan once "
+                "(tunescout scan), or point store.path at the right file"
+            )
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(exc, path)) from exc
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {path} has schema {version}, newer than this tunescout "
+                f"({SCHEMA_VERSION}): upgrade tunescout"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(f"the database {path} has an old schema ({version}): start the daemon to migrate it")
+        return cls(conn, path, readonly=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.path} has schema {version}, newer than this tunescout "
+                f"({SCHEMA_VERSION}): upgrade tunescout or move the database aside"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._transaction():
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(exc, self.path)) from exc
+
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # --- the queue ----------------------------------------------------------------------------
+
+    def enqueue(self, paths: Iterable[Path], priority: int) -> int:
+        """Queue files (raising the priority of those already queued); return how many are new."""
+        now = time.time()
+        added = 0
+        with self._transaction() as conn:
+            for path in paths:
+                blob = _b(path)
+                known = conn.execute("SELECT 1 FROM queue WHERE path = ?", (blob,)).fetchone()
+                conn.execute(
+                    "INSERT INTO queue (path, priority, enqueued_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET priority = max(priority, excluded.priority)",
+                    (blob, priority, now),
+                )
+                added += known is None
+        return added
+
+    def next_jobs(self, limit: int, exclude: set[Path]) -> list[Job]:
+        """Return up to `limit` queued jobs, best first, skipping those already in flight."""
+        rows = self._conn.execute(
+            "SELECT path, priority, solo, attempts FROM queue ORDER BY priority DESC, enqueued_at, rowid "
+            "LIMIT ?",
+            (limit + len(exclude),),
+        ).fetchall()
+        jobs = [Job(_p(r[0]), r[1], bool(r[2]), r[3]) for r in rows]
+        return [j for j in jobs if j.path not in exclude][:limit]
+
+    def queue_length(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    def mark_solo(self, path: Path) -> None:
+        """Retry a file alone after the child that had it died."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE queue SET solo = 1, attempts = attempts + 1, priority = ? WHERE path = ?",
+                (PRIORITY_RETRY, _b(path)),
+            )
+
+    def dequeue(self, path: Path) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
+
+    # --- results ------------------------------------------------------------------------------
+
+    def record_analysis(self, path: Path, identity: FileIdentity, result: TrackAnalysis) -> None:
+        """Store one file's tags and features and take it off the queue, in one transaction."""
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, duration_s, tags, "
+                "cover, tags_error, first_seen, analysed_at) "
+                "VALUES (?, ?, ?, ?, ?, 'analysed', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, state = 'analysed', "
+                "digest = excluded.digest, duration_s = excluded.duration_s, tags = excluded.tags, "
+                "cover = excluded.cover, tags_error = excluded.tags_error, "
+                "analysed_at = excluded.analysed_at",
+                (
+                    _b(path), identity.dev, identity.ino, identity.size, identity.mtime_ns,
+                    result.digest, result.duration_s, json.dumps(result.tags),
+                    json.dumps(result.cover) if result.cover is not None else None,
+                    result.tags_error, now, now,
+                ),
+            )
+            for group in result.features:
+                conn.execute(
+                    "INSERT OR REPLACE INTO features (digest, grp, version, vals, computed_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (result.digest, group.name, group.version, json.dumps(group.values), now),
+                )
+            conn.execute("DELETE FROM failures WHERE path = ?", (_b(path),))
+            conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
+
+    def record_failure(
+        self, path: Path, identity: FileIdentity | None, kind: str, reason: str, *, quarantine: bool
+    ) -> None:
+        """Record why a file failed and take it off the queue; it is retried when it changes."""
+        now = time.time()
+        state = "quarantined" if quarantine else "failed"
+        with self._transaction() as conn:
+            if identity is not None:
+                conn.execute(
+                    "INSERT INTO files (path, dev, ino, size, mtime_ns, state, first_seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                    "dev = excluded.dev, ino = excluded.ino, size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, state = excluded.state",
+                    (_b(path), identity.dev, identity.ino, identity.size, identity.mtime_ns, state, now),
+                )
+            conn.execute(
+                "INSERT INTO failures (path, kind, reason, at, size, mtime_ns, quarantined) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, "
+                "reason = excluded.reason, at = excluded.at, size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, attempts = attempts + 1, "
+                "quarantined = excluded.quarantined",
+                (
+                    _b(path), kind, reason, now,
+                    identity.size if identity else None, identity.mtime_ns if identity else None,
+                    int(quarantine),
+                ),
+            )
+            conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
+
+    def remove_files(self, paths: Iterable[Path]) -> int:
+        """Forget files that left the library; their features stay, keyed by audio digest."""
+        removed = 0
+        with self._transaction() as conn:
+            for path in paths:
+                blob = _b(path)
+                removed += conn.execute("DELETE FROM files WHERE path = ?", (blob,)).rowcount
+                conn.execute("DELETE FROM failures WHERE path = ?", (blob,))
+                conn.execute("DELETE FROM queue WHERE path = ?", (blob,))
+        return removed
+
+    def rename(self, old: Path, new: Path, *, tree: bool) -> int:
+        """Move a file's (or a folder's) rows to a new path, keeping the analysis; return files moved."""
+        with self._transaction() as conn:
+            counts = [_rename_rows(conn, t, _b(old), _b(new), tree) for t in ("files", "failures", "queue")]
+        return counts[0]
+
+    def remove_tree(self, folder: Path) -> int:
+        """Forget every file under a folder that was deleted; return how many files."""
+        prefix = _b(folder).rstrip(b"/") + b"/"
+        with self._transaction() as conn:
+            counts = [
+                conn.execute(f"DELETE FROM {t} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).rowcount
+                for t in ("files", "failures", "queue")
+            ]
+        return counts[0]
+
+    def retry(self, paths: Iterable[Path] | None) -> int:
+        """Forget failures (all when `paths` is None) and queue those files again."""
+        with self._transaction() as conn:
+            if paths is None:
+                blobs = [r[0] for r in conn.execute("SELECT path FROM failures")]
+            else:
+                blobs = [_b(p) for p in paths]
+            now = time.time()
+            count = 0
+            for blob in blobs:
+                count += conn.execute("DELETE FROM failures WHERE path = ?", (blob,)).rowcount
+                conn.execute("UPDATE files SET state = 'pending' WHERE path = ?", (blob,))
+                conn.execute(
+                    "INSERT OR IGNORE INTO queue (path, priority, enqueued_at) VALUES (?, ?, ?)",
+                    (blob, PRIORITY_RETRY, now),
+                )
+        return count
+
+    # --- reconcile ----------------------------------------------------------------------------
+
+    def identities(self) -> dict[bytes, tuple[FileIdentity, str]]:
+        """Return every known file's identity and state, keyed by path bytes, for reconcile."""
+        rows = self._conn.execute("SELECT path, dev, ino, size, mtime_ns, state FROM files")
+        return {r[0]: (FileIdentity(r[1], r[2], r[3], r[4]), r[5]) for r in rows}
+
+    def failure_identity(self, path: Path) -> tuple[int | None, int | None] | None:
+        row = self._conn.execute(
+            "SELECT size, mtime_ns FROM failures WHERE path = ?", (_b(path),)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def queued_paths(self) -> set[bytes]:
+        return {r[0] for r in self._conn.execute("SELECT path FROM queue")}
+
+    # --- daemon state -------------------------------------------------------------------------
+
+    def set_daemon_state(self, state: dict[str, Any]) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO daemon_state (key, value) VALUES ('daemon', ?)",
+                (json.dumps(state),),
+            )
+
+    def daemon_state(self) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT value FROM daemon_state WHERE key = 'daemon'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    # --- reads for the CLI --------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Return the counts `tunescout status` shows."""
+        by_state = dict(self._conn.execute("SELECT state, count(*) FROM files GROUP BY state").fetchall())
+        return {
+            "files": sum(by_state.values()),
+            "analysed": by_state.get("analysed", 0),
+            "failed": by_state.get("failed", 0) + by_state.get("quarantined", 0),
+            "quarantined": by_state.get("quarantined", 0),
+            "queued": self.queue_length(),
+        }
+
+    def file_detail(self, path: Path) -> dict[str, Any] | None:
+        """Return everything known about one file, or None when it is not in the database."""
+        row = self._conn.execute(
+            "SELECT path, size, mtime_ns, state, digest, duration_s, tags, cover, tags_error, "
+            "analysed_at FROM files WHERE path = ?",
+            (_b(path),),
+        ).fetchone()
+        failure = self._conn.execute(
+            "SELECT kind, reason, at, attempts, quarantined FROM failures WHERE path = ?", (_b(path),)
+        ).fetchone()
+        queued = self._conn.execute("SELECT 1 FROM queue WHERE path = ?", (_b(path),)).fetchone()
+        if row is None and failure is None and queued is None:
+            return None
+        detail: dict[str, Any] = {"path": path, "state": "queued" if queued else None}
+        if row is not None:
+            detail.update(
+                size_bytes=row[1], mtime_ns=row[2], state=row[3], digest=row[4], duration_s=row[5],
+                tags=json.loads(row[6]) if row[6] else {}, cover=json.loads(row[7]) if row[7] else None,
+                tags_error=row[8], analysed_at=row[9],
+            )
+            if queued and row[3] != "analysed":
+                detail["state"] = "queued"
+            detail["features"] = self._features(row[4]) if row[4] else {}
+        detail["queued"] = bool(queued)
+        detail["failure"] = (
+            {"kind": failure[0], "reason": failure[1], "at": failure[2], "attempts": failure[3],
+             "quarantined": bool(failure[4])}
+            if failure else None
+        )
+        return detail
+
+    def _features(self, digest: str) -> dict[str, Any]:
+        rows = self._conn.execute(
+            "SELECT grp, version, vals FROM features WHERE digest = ?", (digest,)
+        ).fetchall()
+        return {grp: {"version": version, **json.loads(vals)} for grp, version, vals in rows}
+
+    def failures(self) -> list[FailureRow]:
+        rows = self._conn.execute(
+            "SELECT path, kind, reason, at, quarantined, attempts FROM failures ORDER BY at DESC"
+        ).fetchall()
+        return [FailureRow(_p(r[0]), r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+
+    def stale_feature_digests(self) -> int:
+        """Count analysed recordings with a feature group older than this version computes."""
+        clauses = " OR ".join("(grp = ? AND version < ?)" for _ in FEATURE_VERSIONS)
+        args: list[Any] = [x for item in FEATURE_VERSIONS.items() for x in item]
+        return int(
+            self._conn.execute(
+                f"SELECT count(DISTINCT digest) FROM features WHERE {clauses}", args
+            ).fetchone()[0]
+        )
+
+
+
+def _rename_rows(conn: sqlite3.Connection, table: str, old: bytes, new: bytes, tree: bool) -> int:
+    if not tree:
+        return conn.execute(f"UPDATE OR REPLACE {table} SET path = ? WHERE path = ?", (new, old)).rowcount
+    prefix = old.rstrip(b"/") + b"/"
+    rows = conn.execute(
+        f"SELECT path FROM {table} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+    ).fetchall()
+    for (path,) in rows:
+        conn.execute(f"UPDATE OR REPLACE {table} SET path = ? WHERE path = ?",
+                     (new.rstrip(b"/") + b"/" + path[len(prefix):], path))
+    return len(rows)

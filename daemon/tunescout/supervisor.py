@@ -1,0 +1,488 @@
+"""Batches, children, deadlines, reaping and retries; the only writer of analysis results."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunescout import protocol
+from tunescout.config import Config
+from tunescout.errors import ProtocolError
+from tunescout.models import FileIdentity
+from tunescout.store import Job, Store
+from tunescout.units import format_size
+
+log = logging.getLogger(__name__)
+
+CHILD_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
+# systemd hands these to the main process only: a child must never notify or ping for us
+_PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+START_ALLOWANCE_S = 30.0  # from spawn to the first file's start message
+GRACE_S = 5.0  # from SIGTERM to SIGKILL
+
+
+def decode_wait_status(status: int) -> str:
+    """Return what a wait status means in words: "killed by SIGSEGV", "exited with status 3"."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}" + (" (core dumped)" if os.WCOREDUMP(status) else "")
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"stopped with wait status {status}"
+
+
+def child_env(base: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment of the zygote and its children: single-threaded maths, no sd_notify."""
+    env = {k: v for k, v in base.items() if k not in _PRIVATE_ENV}
+    env.update(CHILD_ENV)
+    return env
+
+
+class ZygoteHandle:
+    """The daemon's end of the zygote: start it, ask it to spawn or kill, read what it says."""
+
+    def __init__(self, analyser: str, env: Mapping[str, str]) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tunescout.zygote", "--control-fd", str(child.fileno()),
+             "--analyser", analyser],
+            pass_fds=[child.fileno()], env=child_env(env), stdin=subprocess.DEVNULL,
+        )
+        child.close()
+        self.ready = False
+        self.started = time.monotonic()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def spawn(self, batch_id: str, paths: list[Path], budget_bytes: int, cpu_s: int) -> int:
+        """Ask for a child; return the read end of its result pipe."""
+        read_fd, write_fd = os.pipe()
+        try:
+            message = protocol.encode({"op": "spawn", "batch": batch_id, "budget": budget_bytes,
+                                       "cpu_s": cpu_s,
+                                       "paths": [protocol.path_to_wire(p) for p in paths]})
+            socket.send_fds(self.sock, [message], [write_fd])
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        return read_fd
+
+    def kill(self, batch_id: str, sig: int) -> None:
+        try:
+            self.sock.send(protocol.encode({"op": "kill", "batch": batch_id, "signal": int(sig)}))
+        except OSError:
+            pass  # the zygote is gone; its children die with it (parent-death signal)
+
+    def receive(self) -> list[dict[str, Any]] | None:
+        """Return the messages waiting on the socket, or None when the zygote has gone away."""
+        messages = []
+        while True:
+            try:
+                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return messages
+            except OSError:
+                return None
+            if not data:
+                return None
+            messages.append(protocol.decode(data))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        try:
+            self.sock.send(protocol.encode({"op": "exit"}))
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Batch:
+    """One child's work: the jobs, their identities at dispatch, and what came back so far."""
+
+    id: str
+    jobs: list[Job]
+    identities: list[FileIdentity]
+    read_fd: int
+    spawned_at: float
+    deadline: float
+    pid: int | None = None
+    buffer: bytes = b""
+    current: int | None = None  # index of the file in progress
+    current_since: float = 0.0
+    reported: set[int] = field(default_factory=set)
+    eof: bool = False
+    exit_status: int | None = None
+    maxrss_kb: int = 0
+    timed_out: bool = False
+    term_sent_at: float | None = None
+    garbage: str | None = None  # what the child wrote that is not a result
+    stopping: bool = False  # stopped by us at shutdown: not the files' fault
+
+
+@dataclass
+class Progress:
+    """What the supervisor did since start, for the status line and the summary log."""
+
+    analysed: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+Event = Callable[[str, Path, dict[str, Any]], None]
+
+
+class Supervisor:
+    """Turn queued jobs into batches for children, and their results into database rows."""
+
+    def __init__(self, config: Config, store: Store, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.env = dict(os.environ if env is None else env)
+        self.zygote: ZygoteHandle | None = None
+        self.batches: dict[str, Batch] = {}
+        self.progress = Progress()
+        self.fatal: str | None = None  # the analysis stack cannot start: why
+        self._batch_counter = 0
+        self._zygote_failures = 0
+        # where jobs come from: the whole queue for the daemon, the named files for `scan`
+        self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
+
+    # --- zygote lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.zygote = ZygoteHandle(self.config.workers.analyser, self.env)
+        log.info("starting the analysis zygote (pid %d)", self.zygote.proc.pid,
+                 extra={"EVENT": "zygote_starting", "CHILD_PID": self.zygote.proc.pid})
+
+    @property
+    def ready(self) -> bool:
+        return self.zygote is not None and self.zygote.ready
+
+    def fds(self) -> list[int]:
+        fds = [b.read_fd for b in self.batches.values() if not b.eof]
+        if self.zygote is not None:
+            fds.append(self.zygote.fileno())
+        return fds
+
+    def _on_zygote_message(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "ready":
+            assert self.zygote is not None
+            self.zygote.ready = True
+            self._zygote_failures = 0
+            log.info("analysis zygote ready after %d ms", message.get("warmup_ms", 0),
+                     extra={"EVENT": "zygote_ready", "DURATION_MS": message.get("warmup_ms", 0)})
+        elif op == "error":
+            self.fatal = f"the analysis stack cannot start: {message.get('message')}"
+            log.error("%s", self.fatal, extra={"EVENT": "zygote_failed"})
+        elif op == "spawned":
+            batch = self.batches.get(message["batch"])
+            if batch is not None:
+                batch.pid = int(message["pid"])
+        elif op == "exited":
+            batch = self.batches.get(message["batch"])
+            if batch is not None:
+                batch.exit_status = int(message["status"])
+                batch.maxrss_kb = int(message.get("maxrss_kb", 0))
+
+    def _zygote_lost(self, now: float) -> None:
+        assert self.zygote is not None
+        code = self.zygote.proc.wait()
+        self._zygote_failures += 1
+        why = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        log.error("the analysis zygote %s; its children stopped", why,
+                  extra={"EVENT": "zygote_lost", "CHILD_PID": self.zygote.proc.pid})
+        self.zygote.sock.close()
+        self.zygote = None
+        for batch in self.batches.values():
+            if batch.exit_status is None:
+                batch.exit_status = signal.SIGKILL  # the parent-death signal killed it
+        if self._zygote_failures >= 5:
+            self.fatal = f"the analysis zygote died {self._zygote_failures} times in a row ({why})"
+            log.error("%s", self.fatal, extra={"EVENT": "zygote_failed"})
+
+    # --- the loop body ------------------------------------------------------------------------
+
+    def poll(self, readable: set[int], now: float) -> None:
+        """Read what children and the zygote said, enforce deadlines, finish batches."""
+        if self.zygote is not None and self.zygote.fileno() in readable:
+            messages = self.zygote.receive()
+            if messages is None:
+                self._zygote_lost(now)
+            else:
+                for message in messages:
+                    self._on_zygote_message(message)
+        for batch in list(self.batches.values()):
+            if batch.read_fd in readable and not batch.eof:
+                self._read(batch)
+            self._check_deadline(batch, now)
+            if batch.eof and batch.exit_status is not None:
+                self._finish(batch)
+        if self.zygote is None and self.fatal is None and not self.batches:
+            self.start()
+
+    def next_deadline(self) -> float | None:
+        times = [b.term_sent_at + GRACE_S if b.term_sent_at else b.deadline for b in self.batches.values()]
+        return min(times) if times else None
+
+    def dispatch(self, workers: int, now: float) -> int:
+        """Start batches until `workers` children run or the queue is empty; return how many."""
+        if not self.ready or self.zygote is None:
+            return 0
+        started = 0
+        while len(self.batches) < workers:
+            jobs = self._next_batch_jobs(workers)
+            if not jobs:
+                break
+            self._spawn(jobs, now)
+            started += 1
+        return started
+
+    def busy(self) -> bool:
+        return bool(self.batches)
+
+    def in_flight(self) -> set[Path]:
+        return {j.path for b in self.batches.values() for j in b.jobs}
+
+    # --- batches ------------------------------------------------------------------------------
+
+    def _batch_size(self, workers: int) -> int:
+        size = self.config.workers.batch_size
+        if workers <= 2:
+            size = min(size, 3)
+        queued = self.store.queue_length()
+        return max(1, min(size, math.ceil(queued / max(1, workers))))
+
+    def _next_batch_jobs(self, workers: int) -> list[tuple[Job, FileIdentity]]:
+        size = self._batch_size(workers)
+        chosen: list[tuple[Job, FileIdentity]] = []
+        busy = self.in_flight()
+        for job in self.job_source(size * 4, busy):
+            try:
+                st = os.stat(job.path)
+            except FileNotFoundError:
+                self.store.remove_files([job.path])
+                log.info("%s vanished before analysis", job.path,
+                         extra={"EVENT": "removed", "TRACK_PATH": str(job.path)})
+                continue
+            except OSError as exc:
+                self.store.record_failure(job.path, None, "io", f"cannot stat: {exc.strerror}",
+                                          quarantine=False)
+                continue
+            identity = FileIdentity.from_stat(st)
+            alone = job.solo or identity.size > self.config.workers.large_file_bytes
+            if alone:
+                if chosen:
+                    continue  # it gets a batch of its own next time
+                return [(job, identity)]
+            chosen.append((job, identity))
+            if len(chosen) >= size:
+                break
+        return chosen
+
+    def _allowance_s(self, identity: FileIdentity) -> float:
+        w = self.config.workers
+        return w.timeout_s + identity.size / 1e6 * w.timeout_per_mb_s
+
+    def _spawn(self, chosen: list[tuple[Job, FileIdentity]], now: float) -> None:
+        assert self.zygote is not None
+        self._batch_counter += 1
+        batch_id = f"{os.getpid()}-{self._batch_counter}"
+        jobs = [j for j, _ in chosen]
+        identities = [i for _, i in chosen]
+        cpu_s = int(sum(self._allowance_s(i) for i in identities) + START_ALLOWANCE_S)
+        read_fd = self.zygote.spawn(batch_id, [j.path for j in jobs],
+                                    self.config.workers.child_budget_bytes, cpu_s)
+        self.batches[batch_id] = Batch(batch_id, jobs, identities, read_fd, now,
+                                       deadline=now + START_ALLOWANCE_S + self._allowance_s(identities[0]))
+        log.debug("batch %s: %d files", batch_id, len(jobs), extra={"BATCH_ID": batch_id})
+
+    def _read(self, batch: Batch) -> None:
+        while True:
+            try:
+                data = os.read(batch.read_fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                batch.eof = True
+                os.close(batch.read_fd)
+                self._handle_line(batch, batch.buffer) if batch.buffer.strip() else None
+                batch.buffer = b""
+                return
+            batch.buffer += data
+            while b"\n" in batch.buffer:
+                line, batch.buffer = batch.buffer.split(b"\n", 1)
+                if line.strip():
+                    self._handle_line(batch, line)
+            if len(batch.buffer) > protocol.MAX_LINE_BYTES:
+                self._protocol_error(batch, f"a result line longer than {format_size(protocol.MAX_LINE_BYTES)}")
+                batch.buffer = b""
+
+    def _handle_line(self, batch: Batch, line: bytes) -> None:
+        try:
+            message = protocol.decode(line)
+            index = int(message["i"])
+            if not 0 <= index < len(batch.jobs) or index in batch.reported:
+                raise ProtocolError(f"unexpected file index {index}")
+            kind = message["t"]
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            self._protocol_error(batch, str(exc))
+            return
+        now = time.monotonic()
+        if kind == "start":
+            batch.current, batch.current_since = index, now
+            batch.deadline = now + self._allowance_s(batch.identities[index])
+            return
+        batch.reported.add(index)
+        batch.current = None
+        job, identity = batch.jobs[index], batch.identities[index]
+        try:
+            if kind == "ok":
+                self._record_ok(batch, job, identity, message)
+            else:
+                self._record_failure(batch, job, identity, str(message.get("kind", "internal")),
+                                     str(message.get("reason", "no reason given")), quarantine=False,
+                                     extra={"DURATION_MS": message.get("duration_ms"),
+                                            "PEAK_RSS_KB": message.get("peak_rss_kb")})
+        except ProtocolError as exc:
+            self._record_failure(batch, job, identity, "protocol", str(exc), quarantine=False)
+
+    def _protocol_error(self, batch: Batch, why: str) -> None:
+        """A child that writes garbage is stopped; its current file is treated as the culprit."""
+        log.warning("batch %s: child wrote garbage (%s); stopping it", batch.id, why,
+                    extra={"EVENT": "protocol_error", "BATCH_ID": batch.id, "CHILD_PID": batch.pid})
+        if batch.current is None:
+            pending = [i for i in range(len(batch.jobs)) if i not in batch.reported]
+            batch.current = pending[0] if pending else None
+        batch.garbage = why
+        self._terminate(batch, time.monotonic())
+
+    def _record_ok(self, batch: Batch, job: Job, identity: FileIdentity, message: dict[str, Any]) -> None:
+        result = protocol.analysis_from_dict(message["analysis"])
+        if not self._unchanged(job.path, identity):
+            log.info("%s changed during analysis; it will be analysed again", job.path,
+                     extra={"EVENT": "changed", "TRACK_PATH": str(job.path)})
+            return  # stays queued; the watcher or the next reconcile sees the new version
+        self.store.record_analysis(job.path, identity, result)
+        self.progress.analysed += 1
+        tempo = next((g.values.get("tempo_bpm") for g in result.features if g.name == "rhythm"), None)
+        log.info("analysed %s", job.path, extra={
+            "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
+            "CHILD_PID": batch.pid, "DURATION_MS": message.get("duration_ms"),
+            "PEAK_RSS_KB": message.get("peak_rss_kb"), "TEMPO_BPM": tempo,
+        })
+
+    @staticmethod
+    def _unchanged(path: Path, identity: FileIdentity) -> bool:
+        try:
+            return FileIdentity.from_stat(os.stat(path)) == identity
+        except OSError:
+            return False
+
+    def _record_failure(self, batch: Batch, job: Job, identity: FileIdentity, kind: str, reason: str,
+                        *, quarantine: bool, extra: dict[str, Any] | None = None) -> None:
+        self.store.record_failure(job.path, identity, kind, reason, quarantine=quarantine)
+        if quarantine:
+            self.progress.quarantined += 1
+        else:
+            self.progress.failed += 1
+        fields = {"EVENT": "quarantined" if quarantine else "failed", "TRACK_PATH": str(job.path),
+                  "ERROR_KIND": kind, "BATCH_ID": batch.id, "CHILD_PID": batch.pid, **(extra or {})}
+        if quarantine:
+            log.warning("quarantined %s: %s", job.path, reason, extra=fields)
+        else:
+            log.warning("failed %s: %s: %s", job.path, kind, reason, extra=fields)
+
+    # --- deadlines and endings ----------------------------------------------------------------
+
+    def _check_deadline(self, batch: Batch, now: float) -> None:
+        if batch.exit_status is not None:
+            return
+        if batch.term_sent_at is None and now >= batch.deadline:
+            batch.timed_out = True
+            self._terminate(batch, now)
+        elif batch.term_sent_at is not None and now >= batch.term_sent_at + GRACE_S:
+            if self.zygote is not None:
+                self.zygote.kill(batch.id, signal.SIGKILL)
+            batch.term_sent_at = now + 3600  # sent; wait for the zygote to report the exit
+
+    def _terminate(self, batch: Batch, now: float) -> None:
+        if batch.term_sent_at is None and self.zygote is not None:
+            self.zygote.kill(batch.id, signal.SIGTERM)
+            batch.term_sent_at = now
+
+    def stop_all(self, now: float) -> None:
+        """Stop every running child (SIGTERM, then SIGKILL after the grace)."""
+        for batch in self.batches.values():
+            batch.stopping = True
+            self._terminate(batch, now)
+
+    def _finish(self, batch: Batch) -> None:
+        """The child is gone and its pipe drained: account for every file it did not report."""
+        del self.batches[batch.id]
+        assert batch.exit_status is not None
+        clean = os.WIFEXITED(batch.exit_status) and os.WEXITSTATUS(batch.exit_status) == 0
+        unreported = [i for i in range(len(batch.jobs)) if i not in batch.reported]
+        if clean and not unreported:
+            return
+        if batch.stopping:
+            return  # we stopped it: everything unreported stays queued for the next start
+        culprit = batch.current if batch.current is not None else (unreported[0] if unreported else None)
+        if culprit is None:
+            return
+        job, identity = batch.jobs[culprit], batch.identities[culprit]
+        reason = self._death_reason(batch, job)
+        kind = "timeout" if batch.timed_out else "protocol" if batch.garbage else (
+            "memory" if "memory" in reason else "signal")
+        if len(batch.jobs) > 1 and not job.solo:
+            self.store.mark_solo(job.path)
+            log.info("batch %s: child %s on %s; retrying that file alone", batch.id, reason, job.path,
+                     extra={"EVENT": "retry_alone", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
+                            "ERROR_KIND": kind})
+        else:
+            self._record_failure(batch, job, identity, kind, reason, quarantine=True,
+                                 extra={"PEAK_RSS_KB": batch.maxrss_kb})
+
+    def _death_reason(self, batch: Batch, job: Job) -> str:
+        assert batch.exit_status is not None
+        if batch.garbage:
+            return f"child wrote garbage on its result pipe: {batch.garbage}"
+        if batch.timed_out:
+            return f"timed out after {time.monotonic() - batch.current_since:.0f} s"
+        words = decode_wait_status(batch.exit_status)
+        budget = self.config.workers.child_budget_bytes
+        near_limit = batch.maxrss_kb * 1024 > 0.8 * budget
+        if near_limit and os.WIFSIGNALED(batch.exit_status):
+            return f"{words} after exceeding its {format_size(budget)} memory budget"
+        return f"child {words} (peak RSS {format_size(batch.maxrss_kb * 1024)})"

@@ -1,0 +1,169 @@
+"""Watch the library roots: inotify on local filesystems, polling where inotify is blind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+# Filesystems on which inotify sees only changes made by this machine (or none at all).
+NETWORK_FS_TYPES = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "sshfs", "davfs",
+     "virtiofs", "lustre", "gpfs", "beegfs"}
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something happened below a root: a file was written, moved or deleted, or a folder."""
+
+    kind: str  # "written", "deleted", "moved", "dir_added", "dir_deleted", "dir_moved"
+    path: Path
+    dest: Path | None = None
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """Return the type of the filesystem that holds `path` (longest mount-point prefix)."""
+    try:
+        target = os.path.realpath(path)
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return "unknown"
+    best, best_type = "", "unknown"
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mount_point = _unescape_mountinfo(fields[4])
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, right.split()[0]
+    return best_type
+
+
+def needs_polling(fs_type: str) -> bool:
+    """Return True where inotify cannot be trusted: network and FUSE filesystems."""
+    return fs_type in NETWORK_FS_TYPES or fs_type.startswith("fuse")
+
+
+class _Handler(FileSystemEventHandler):
+    """Turn watchdog events into Changes on a queue; runs on the observer's thread."""
+
+    def __init__(self, changes: queue.SimpleQueue[Change], wake: Callable[[], None]) -> None:
+        self._changes = changes
+        self._wake = wake
+
+    def _put(self, change: Change) -> None:
+        self._changes.put(change)
+        self._wake()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src = Path(os.fsdecode(event.src_path))
+        if isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileClosedEvent)):
+            self._put(Change("written", src))
+        elif isinstance(event, FileDeletedEvent):
+            self._put(Change("deleted", src))
+        elif isinstance(event, FileMovedEvent):
+            self._put(Change("moved", src, Path(os.fsdecode(event.dest_path))))
+        elif isinstance(event, DirMovedEvent):
+            self._put(Change("dir_moved", src, Path(os.fsdecode(event.dest_path))))
+        elif isinstance(event, DirCreatedEvent):
+            self._put(Change("dir_added", src))
+        elif isinstance(event, DirDeletedEvent):
+            self._put(Change("dir_deleted", src))
+
+
+_EVENT_FILTER = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
+    DirMovedEvent, DirCreatedEvent, DirDeletedEvent,
+]
+
+
+class Watcher:
+    """Own the observers for every root; `changes` is drained by the main loop."""
+
+    def __init__(self, roots: tuple[Path, ...], mode: str, poll_interval_s: float,
+                 wake: Callable[[], None]) -> None:
+        self.roots = roots
+        self.mode = mode
+        self.poll_interval_s = poll_interval_s
+        self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
+        self._handler = _Handler(self.changes, wake)
+        self._observers: list[BaseObserver] = []
+        self.modes: dict[Path, str] = {}  # root -> "inotify", "poll" or "missing"
+
+    def start(self) -> None:
+        """Start watching every root that exists; a missing root is logged and skipped."""
+        inotify: BaseObserver = Observer()
+        polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
+        for root in self.roots:
+            self.modes[root] = self._schedule(root, inotify, polling)
+        for observer in (inotify, polling):
+            if observer.emitters:
+                observer.daemon = True
+                observer.start()
+                self._observers.append(observer)
+
+    def _schedule(self, root: Path, inotify: BaseObserver, polling: BaseObserver) -> str:
+        if not root.is_dir():
+            log.warning("library folder %s does not exist or is not a folder; not watching it",
+                        root, extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
+            return "missing"
+        fs_type = filesystem_type(root)
+        use_poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
+        if use_poll:
+            why = "configured" if self.mode == "poll" else f"{fs_type} does not report remote changes to inotify"
+            log.info("watching %s by polling every %.0f s (%s)", root, self.poll_interval_s, why,
+                     extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
+            polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
+            return "poll"
+        try:
+            inotify.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
+        except OSError as exc:
+            log.warning("cannot watch %s with inotify (%s); polling every %.0f s instead",
+                        root, exc.strerror, self.poll_interval_s,
+                        extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
+            polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
+            return "poll"
+        log.info("watching %s with inotify (%s)", root, fs_type,
+                 extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
+        return "inotify"
+
+    def summary(self) -> str:
+        """Return how the roots are watched, for the status line: "inotify", "poll", "mixed"."""
+        modes = set(self.modes.values())
+        return modes.pop() if len(modes) == 1 else "mixed" if modes else "none"
+
+    def stop(self) -> None:
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            observer.join(timeout=5)
+        self._observers.clear()

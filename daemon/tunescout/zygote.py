@@ -1,0 +1,240 @@
+"""The zygote: imports the analysis stack once, then forks one rlimited child per batch.
+
+Started by the supervisor with fork+exec (`python -m tunescout.zygote`), so the threaded daemon is
+never forked. It is single-threaded: one select loop over its control socket and SIGCHLD.
+Control messages (protocol.encode) arrive on a SOCK_SEQPACKET socket; a `spawn` carries the write
+end of the batch's result pipe as an SCM_RIGHTS descriptor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import importlib
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunescout import protocol
+from tunescout.errors import AnalysisError, ProtocolError
+from tunescout.models import TrackAnalysis
+
+_PR_SET_PDEATHSIG = 1
+_result_fd: int | None = None
+
+Analyser = Callable[[Path], TrackAnalysis]
+
+
+def result_fd() -> int | None:
+    """Return the result pipe of this child (a documented seam for test analysers)."""
+    return _result_fd
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def vm_size_bytes() -> int:
+    """Return this process's virtual size (VmSize), the base of its RLIMIT_AS."""
+    with open("/proc/self/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def load_analyser(spec: str) -> tuple[Analyser, Callable[[], None] | None]:
+    """Import "module:function" and the module's optional `warm_up`."""
+    module_name, _, func_name = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name), getattr(module, "warm_up", None)
+
+
+# --- the child ---------------------------------------------------------------------------------
+
+
+def _write(fd: int, message: dict[str, Any]) -> None:
+    data = protocol.encode(message)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _peak_rss_kb() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int) -> dict[str, Any]:
+    try:
+        result = analyse(path)
+        return {"t": "ok", "analysis": protocol.analysis_to_dict(result)}
+    except AnalysisError as exc:
+        return {"t": "fail", "kind": exc.kind, "reason": exc.reason}
+    except MemoryError as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else "?"
+        return {"t": "fail", "kind": "memory",
+                "reason": f"MemoryError in {where} (memory budget: address space limited to "
+                          f"{limit_bytes // 2**20} MiB, peak RSS {_peak_rss_kb() // 1024} MiB)"}
+    except Exception as exc:  # a per-file loop must survive anything: one failure row per file
+        return {"t": "fail", "kind": "internal", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse: Analyser) -> None:
+    """Analyse a batch inside the forked child, one result line per file, then exit."""
+    global _result_fd
+    _result_fd = fd
+    os.setpgid(0, 0)
+    set_parent_death_signal(signal.SIGKILL)
+    limit = vm_size_bytes() + budget_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+    for index, path in enumerate(paths):
+        _write(fd, {"t": "start", "i": index, "path": protocol.path_to_wire(path)})
+        started = time.monotonic()
+        message = _analyse_one(analyse, path, limit)
+        message.update(i=index, path=protocol.path_to_wire(path),
+                       duration_ms=int((time.monotonic() - started) * 1000),
+                       peak_rss_kb=_peak_rss_kb())
+        try:
+            _write(fd, message)
+        except ValueError as exc:  # NaN or an unserialisable value from the analyser
+            _write(fd, {"t": "fail", "i": index, "path": protocol.path_to_wire(path),
+                        "kind": "internal", "reason": f"result not serialisable: {exc}"})
+
+
+# --- the zygote loop ---------------------------------------------------------------------------
+
+
+class Zygote:
+    def __init__(self, sock: socket.socket, analyse: Analyser) -> None:
+        self.sock = sock
+        self.analyse = analyse
+        self.children: dict[int, str] = {}  # pid -> batch id
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.send(protocol.encode(message))
+
+    def spawn(self, message: dict[str, Any], fds: list[int]) -> None:
+        if len(fds) != 1:
+            raise ProtocolError("spawn needs exactly one result pipe")
+        paths = [protocol.path_from_wire(p) for p in message["paths"]]
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                self.sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                run_child(fds[0], paths, int(message["budget"]), int(message["cpu_s"]), self.analyse)
+            except BaseException:  # report anything, then leave without running atexit hooks
+                traceback.print_exc()
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(fds[0])
+        self.children[pid] = message["batch"]
+        self.send({"op": "spawned", "batch": message["batch"], "pid": pid})
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            batch = self.children.pop(pid, None)
+            if batch is not None:
+                self.send({"op": "exited", "batch": batch, "pid": pid, "status": status,
+                           "maxrss_kb": usage.ru_maxrss})
+
+    def kill(self, message: dict[str, Any]) -> None:
+        for pid, batch in self.children.items():
+            if batch == message["batch"]:
+                try:
+                    os.killpg(pid, int(message["signal"]))
+                except ProcessLookupError:
+                    pass
+
+    def kill_all(self) -> None:
+        for pid in self.children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while self.children:
+            pid, _ = os.wait()
+            self.children.pop(pid, None)
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        while True:
+            readable, _, _ = select.select([self.sock, wake_r], [], [])
+            if wake_r in readable:
+                while True:
+                    try:
+                        if not os.read(wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+                self.reap()
+            if self.sock in readable:
+                data, fds, _, _ = socket.recv_fds(self.sock, 65536, 4)
+                if not data:
+                    self.kill_all()
+                    return
+                message = protocol.decode(data)
+                op = message.get("op")
+                if op == "spawn":
+                    self.spawn(message, fds)
+                elif op == "kill":
+                    self.kill(message)
+                elif op == "exit":
+                    self.kill_all()
+                    return
+            self.reap()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tunescout-zygote")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--analyser", required=True)
+    args = parser.parse_args(argv)
+    set_parent_death_signal(signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the daemon, which stops us
+    sock = socket.socket(fileno=args.control_fd)
+    started = time.monotonic()
+    try:
+        analyse, warm_up = load_analyser(args.analyser)
+        if warm_up is not None:
+            warm_up()
+    except Exception as exc:  # tell the supervisor why the analysis stack cannot start
+        sock.send(protocol.encode({"op": "error", "message": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    gc.collect()
+    gc.freeze()  # keep the warm heap out of the collector so children share its pages
+    zygote = Zygote(sock, analyse)
+    zygote.send({"op": "ready", "pid": os.getpid(),
+                 "warmup_ms": int((time.monotonic() - started) * 1000)})
+    zygote.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
