@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from tunescout.service import run_daemon  # the wiring is imported by nothing else
 
     setup_logging(config.log.level, args.log_target or config.log.target)
-    return run_daemon(config, args.config, os.environ)
+    return run_daemon(config, args.config, os.environ, log_target=args.log_target)
 
 
 def _expand_targets(paths: list[Path], config: Config) -> tuple[list[Path], list[str]]:

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from systemd import daemon as sd_daemon
+import systemd.daemon as sd_daemon  # `from systemd import daemon` makes mypy read the repo's systemd/
 
 
 def watchdog_interval_s(env: Mapping[str, str], pid: int | None = None) -> float | None:
@@ -15,12 +15,13 @@ def watchdog_interval_s(env: Mapping[str, str], pid: int | None = None) -> float
     if not usec:
         return None
     watchdog_pid = env.get("WATCHDOG_PID")
-    if watchdog_pid and int(watchdog_pid) != (pid or os.getpid()):
-        return None  # meant for another process
     try:
-        return int(usec) / 1e6 / 2
+        if watchdog_pid and int(watchdog_pid) != (pid or os.getpid()):
+            return None  # meant for another process
+        timeout_us = int(usec)
     except ValueError:
         return None
+    return timeout_us / 1e6 / 2 if timeout_us > 0 else None
 
 
 class Health:

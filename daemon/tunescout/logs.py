@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 
 IDENTIFIER = "tunescout"
+IDENTIFIER_ENV = "TUNESCOUT_LOG_IDENTIFIER"  # tells apart the journal lines of one test daemon
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
@@ -40,10 +41,15 @@ class _PlainFormatter(logging.Formatter):
         super().__init__(fmt, datefmt="%Y-%m-%d %H:%M:%S")
 
 
-def setup_logging(level: str = "info", target: str = "auto", *, identifier: str = IDENTIFIER,
+def setup_logging(level: str = "info", target: str = "auto", *, identifier: str | None = None,
                   env: Mapping[str, str] | None = None) -> str:
-    """Send the package's logs to journald or stderr; return which was chosen."""
+    """Send the package's logs to journald or stderr; return which was chosen.
+
+    The journal's SYSLOG_IDENTIFIER is `identifier`, else $TUNESCOUT_LOG_IDENTIFIER, else
+    "tunescout", so that `journalctl -t ID` finds one daemon's lines.
+    """
     env = os.environ if env is None else env
+    identifier = identifier or env.get(IDENTIFIER_ENV) or IDENTIFIER
     use_journal = target == "journal" or (target == "auto" and stderr_is_journal(env))
     handler: logging.Handler
     if use_journal:

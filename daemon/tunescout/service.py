@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import signal
 import threading
 import time
@@ -43,15 +43,12 @@ class Loop:
         self.supervisor = Supervisor(config, self.store, env)
         self.gate = MemoryGate(config.memory.min_available_bytes, config.memory.pause_above_percent,
                                config.memory.resume_below_percent)
-        self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.selector.register(self._wake_r, selectors.EVENT_READ)
         self.workers = 0
         self.memory: MemoryReading | None = None
         self._memory_at = 0.0
-        self._registered: set[int] = set()
 
     def wake(self) -> None:
         """Wake the main loop from another thread or a signal handler."""
@@ -61,14 +58,16 @@ class Loop:
             pass  # already awake
 
     def wait(self, timeout_s: float | None) -> set[int]:
-        """Sleep until a descriptor is readable or the timeout passes; return the readable ones."""
-        wanted = set(self.supervisor.fds())
-        for fd in self._registered - wanted:
-            self.selector.unregister(fd)
-        for fd in wanted - self._registered:
-            self.selector.register(fd, selectors.EVENT_READ)
-        self._registered = wanted
-        ready = {key.fd for key, _ in self.selector.select(timeout_s)}
+        """Sleep until a descriptor is readable or the timeout passes; return the readable ones.
+
+        A fresh poll set each time: result pipes are closed and their numbers reused, which a
+        long-lived epoll registration would silently miss.
+        """
+        poller = select.poll()
+        for fd in [self._wake_r, *self.supervisor.fds()]:
+            poller.register(fd, select.POLLIN)
+        timeout_ms = None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))
+        ready = {fd for fd, _ in poller.poll(timeout_ms)}
         if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
@@ -113,7 +112,6 @@ class Loop:
     def close(self) -> None:
         if self.supervisor.zygote is not None:
             self.supervisor.zygote.stop()
-        self.selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         self.store.close()
@@ -122,8 +120,10 @@ class Loop:
 class Service:
     """The daemon: watch, settle, queue, analyse, report."""
 
-    def __init__(self, config: Config, config_path: Path | None, env: Mapping[str, str]) -> None:
+    def __init__(self, config: Config, config_path: Path | None, env: Mapping[str, str], *,
+                 log_target: str | None = None) -> None:
         self.config = config
+        self.log_target = log_target  # `run --log-target` outranks the config, also on reload
         self.config_path = config_path
         self.env = env
         self.loop = Loop(config, env)
@@ -138,6 +138,7 @@ class Service:
         self._walking = False
         self._next_rescan = 0.0
         self._last_status_at = 0.0
+        self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
         self._last_heartbeat = 0.0
         self._last_summary = time.monotonic()
         self._summary_base = (0, 0)
@@ -182,7 +183,7 @@ class Service:
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
         self.settler.settle_s = new.intake.settle_s
-        setup_logging(new.log.level, new.log.target, env=self.env)
+        setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
             self.watcher = Watcher(new.library.paths, new.library.watch,
@@ -315,8 +316,10 @@ class Service:
 
     def _publish(self, now: float, *, force: bool = False) -> None:
         busy = self.loop.supervisor.busy() or self._walking or len(self.settler) > 0
+        shape = (busy, self.loop.supervisor.ready)
+        changed, self._published_shape = shape != self._published_shape, shape
         due = self._last_status_at + (STATUS_EVERY_S if busy else HEARTBEAT_EVERY_S)
-        if not force and now < due:
+        if not force and not changed and now < due:
             return
         self._last_status_at = now
         line = self._status_line()
@@ -428,9 +431,10 @@ def _version() -> str:
     return __version__
 
 
-def run_daemon(config: Config, config_path: Path | None, env: Mapping[str, str]) -> int:
+def run_daemon(config: Config, config_path: Path | None, env: Mapping[str, str], *,
+               log_target: str | None = None) -> int:
     """Run the daemon until SIGTERM; return the exit status."""
-    return Service(config, config_path, env).run()
+    return Service(config, config_path, env, log_target=log_target).run()
 
 
 def run_scan(config: Config, targets: list[Path], env: Mapping[str, str],

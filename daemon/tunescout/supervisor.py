@@ -98,18 +98,18 @@ class ZygoteHandle:
         except OSError:
             pass  # the zygote is gone; its children die with it (parent-death signal)
 
-    def receive(self) -> list[dict[str, Any]] | None:
-        """Return the messages waiting on the socket, or None when the zygote has gone away."""
+    def receive(self) -> tuple[list[dict[str, Any]], bool]:
+        """Return the messages waiting on the socket, and whether the zygote has gone away."""
         messages = []
         while True:
             try:
                 data = self.sock.recv(65536, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                return messages
+                return messages, False
             except OSError:
-                return None
+                return messages, True
             if not data:
-                return None
+                return messages, True
             messages.append(protocol.decode(data))
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -237,12 +237,11 @@ class Supervisor:
     def poll(self, readable: set[int], now: float) -> None:
         """Read what children and the zygote said, enforce deadlines, finish batches."""
         if self.zygote is not None and self.zygote.fileno() in readable:
-            messages = self.zygote.receive()
-            if messages is None:
+            messages, gone = self.zygote.receive()
+            for message in messages:
+                self._on_zygote_message(message)
+            if gone:
                 self._zygote_lost(now)
-            else:
-                for message in messages:
-                    self._on_zygote_message(message)
         for batch in list(self.batches.values()):
             if batch.read_fd in readable and not batch.eof:
                 self._read(batch)
@@ -350,6 +349,8 @@ class Supervisor:
                 batch.buffer = b""
 
     def _handle_line(self, batch: Batch, line: bytes) -> None:
+        if batch.garbage:
+            return  # after garbage nothing this child says can be trusted
         try:
             message = protocol.decode(line)
             index = int(message["i"])

@@ -237,4 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module, not this __main__ copy, so that analysers see one `result_fd`
+    from tunescout import zygote as _zygote
+
+    sys.exit(_zygote.main())

@@ -1,0 +1,121 @@
+"""Analyse one audio file: tags, audio digest and feature groups. Runs in forked children only.
+
+The daemon never imports this package (it pulls in librosa and numba); the zygote imports it once,
+calls `warm_up()` so numba compiles before it forks, and each child calls `analyse_file()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, Block, to_mono
+from tunescout.analysis.features import compute_features
+from tunescout.analysis.loudness import LoudnessMeter
+from tunescout.analysis.tags import TagReport, read_tags
+from tunescout.errors import AnalysisError
+from tunescout.models import FEATURE_VERSIONS, FeatureGroup, TrackAnalysis
+
+__all__ = ["ANALYSIS_RATE_HZ", "MAX_FEATURE_S", "analyse_file", "warm_up"]
+
+log = logging.getLogger(__name__)
+
+MAX_FEATURE_S = 600.0
+"""Rhythm, tonal and timbre features look at most at the first 10 minutes (about 50 MB of signal
+and 400 MB of spectrogram views); digest, duration and loudness always cover the whole file."""
+
+
+def analyse_file(path: Path) -> TrackAnalysis:
+    """Return the tags, digest, duration and features of one file.
+
+    Raises AnalysisError with kind "io" (cannot open or read), "decode" (no decodable audio; the
+    reason is FFmpeg's) or "memory" (MemoryError, naming the stage). Unreadable tags are not
+    fatal: they are reported in `tags_error` and the audio is still analysed.
+    """
+    stage = "reading tags"
+    try:
+        report, tags_error = _tags_or_error(path)
+        stage = "decoding"
+        signal, digest, duration_s, loudness = _decode(path)
+        stage = "computing features"
+        groups = compute_features(signal, ANALYSIS_RATE_HZ)
+    except MemoryError as exc:
+        raise AnalysisError("memory", f"out of memory while {stage}") from exc
+    return TrackAnalysis(
+        digest=digest,
+        duration_s=duration_s,
+        tags=report.tags,
+        cover=report.cover,
+        tags_error=tags_error,
+        features=(*groups, loudness),
+    )
+
+
+def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
+    """Read tags; a tag failure becomes a message, any other failure propagates."""
+    try:
+        return read_tags(path), None
+    except AnalysisError as exc:
+        if exc.kind != "tags":
+            raise
+        return TagReport(), str(exc)
+
+
+def _decode(path: Path) -> tuple[Block, str, float, FeatureGroup]:
+    """Decode the whole file once: loudness from every block, features from the first part."""
+    with AudioReader(path) as reader:
+        native = reader.info.sample_rate_hz > 0
+        meter = LoudnessMeter(
+            reader.info.sample_rate_hz if native else reader.rate_hz, reader.info.channels
+        )
+        if native:
+            reader.on_native = meter.add
+        limit = int(MAX_FEATURE_S * reader.rate_hz)
+        parts: list[Block] = []
+        kept = 0
+        for block in reader.blocks():
+            if not native:
+                meter.add(block)
+            if kept < limit:
+                mono = to_mono(block)[: limit - kept]
+                parts.append(mono)
+                kept += len(mono)
+        for problem in reader.problems:
+            log.warning(
+                "%s: %s", path, problem,
+                extra={"TRACK_PATH": str(path), "EVENT": "decode_problem"},
+            )
+        signal = np.concatenate(parts)
+        return signal, reader.digest, reader.duration_s, _loudness_group(meter)
+
+
+def _loudness_group(meter: LoudnessMeter) -> FeatureGroup:
+    """Wrap the meter's readings; None where undefined (silence, under 400 ms or 3 s)."""
+    values = {
+        "integrated_lufs": meter.integrated_lufs(),
+        "loudness_range_lu": meter.loudness_range_lu(),
+        "peak_dbfs": meter.peak_dbfs(),
+        "crest_db": meter.crest_db(),
+    }
+    return FeatureGroup("loudness", FEATURE_VERSIONS["loudness"], values)
+
+
+def warm_up() -> None:
+    """Run every librosa path once on a synthetic signal so numba compiles before the fork.
+
+    Compiled code in the zygote is shared by every child; without this each child would spend
+    seconds compiling (or loading the cache) on its first file.
+    """
+    rate = ANALYSIS_RATE_HZ
+    t = np.arange(3 * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.2 * np.sin(2 * np.pi * 330.0 * t)
+    clicks = np.zeros_like(t)
+    clicks[:: rate // 2] = 0.8
+    signal = (tone + clicks).astype(np.float32)
+    compute_features(signal, rate)
+    compute_features(np.zeros(rate, dtype=np.float32), rate)  # the silent paths too
+    meter = LoudnessMeter(rate, ("FL", "FR"))
+    meter.add(np.stack([signal, signal]))
+    _loudness_group(meter)

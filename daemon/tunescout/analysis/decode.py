@@ -1,0 +1,349 @@
+"""Demux and decode one file's audio to float32 blocks at the analysis rate, hashing the packets.
+
+The decoder works block by block so that a two-hour mix never has to be held as one array; the
+audio digest is computed from the compressed packets of the chosen stream while demuxing, so a
+tag edit (which changes neither packets nor stream choice) keeps the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+
+from tunescout.errors import AnalysisError
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_RATE_HZ = 22050
+"""Every signal is resampled to this rate: librosa's default, enough for all our features."""
+
+BLOCK_SAMPLES = 1 << 16
+"""Samples per channel in one decoded block (about 3 s at the analysis rate)."""
+
+MAX_BAD_PACKETS = 50
+"""Corrupt packets are skipped; past this many, and more bad than good, the file is undecodable."""
+
+DIGEST_BYTES = 16
+
+Block = npt.NDArray[np.float32]
+_EMPTY: Block = np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the container says about the chosen audio stream, before decoding."""
+
+    container: str
+    codec: str
+    sample_rate_hz: int
+    channels: tuple[str, ...]  # FFmpeg channel names ("FL", "LFE", …; "NONE" when unknown)
+    expected_s: float | None  # the container's duration estimate, if any
+
+
+class AudioReader:
+    """Read one file's best audio stream as planar float32 blocks at `rate_hz`.
+
+    Use as a context manager; iterate `blocks()` once, then read `digest`, `samples` and
+    `problems` (skipped packets, partial decode) for what happened on the way.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rate_hz: int = ANALYSIS_RATE_HZ,
+        block_samples: int = BLOCK_SAMPLES,
+        on_native: Callable[[Block], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.on_native = on_native
+        self.rate_hz = rate_hz
+        self.block_samples = block_samples
+        self.samples = 0
+        self.problems: list[str] = []
+        self._hash = hashlib.blake2b(digest_size=DIGEST_BYTES)
+        self._finished = False
+        self._good_packets = 0
+        self._file = _open_file(path)
+        try:
+            self._container = _open_container(self._file, path)
+        except BaseException:
+            self._file.close()
+            raise
+        try:
+            self._stream = _choose_stream(self._container)
+        except BaseException:
+            self.close()
+            raise
+        self.info = _describe(self._container, self._stream)
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the demuxer and the file; FFmpeg buffers are freed here, not by the GC."""
+        self._container.close()
+        self._file.close()
+
+    @property
+    def digest(self) -> str:
+        """Return the hex digest of the compressed audio packets; valid after `blocks()` ends."""
+        if not self._finished:
+            raise RuntimeError("the digest is known only after every block was read")
+        return self._hash.hexdigest()
+
+    @property
+    def duration_s(self) -> float:
+        """Return the duration decoded so far, in seconds."""
+        return self.samples / self.rate_hz
+
+    def blocks(self) -> Iterator[Block]:
+        """Yield (channels, samples) float32 blocks of the decoded audio at the analysis rate.
+
+        When the reader was given `on_native`, it is called with blocks of the same audio at the
+        stream's own rate first: loudness is measured there, before resampling drops the top
+        octave (up to 1.3 LU on bright material at 22050 Hz).
+        """
+        try:
+            yield from self._blocks()
+        except av.error.FFmpegError as exc:  # e.g. the resampler rejecting a frame
+            raise AnalysisError("decode", _reason(exc)) from exc
+        self._finished = True
+        self._check_complete()
+
+    def _blocks(self) -> Iterator[Block]:
+        """Gather decoded chunks into blocks, passing the native ones to `on_native`."""
+        analysis = _Accumulator(self.block_samples)
+        native = _Accumulator(self.block_samples)
+        for chunk, native_chunk in self._decoded_chunks():
+            if native_chunk is not None and (native_block := native.push(native_chunk)) is not None:
+                self._deliver_native(native_block)
+            if (block := analysis.push(chunk)) is not None:
+                self.samples += block.shape[1]
+                yield block
+        if (native_block := native.flush()) is not None:
+            self._deliver_native(native_block)
+        if (block := analysis.flush()) is not None:
+            self.samples += block.shape[1]
+            yield block
+
+    def _deliver_native(self, block: Block) -> None:
+        """Hand a native-rate block to the caller's consumer."""
+        if self.on_native is not None:
+            self.on_native(block)
+
+    def _decoded_chunks(self) -> Iterator[tuple[Block, Block | None]]:
+        """Demux, hash, decode and resample packet by packet; pair each chunk with its native twin."""
+        layout = self._stream.layout if self._stream.layout.nb_channels else None
+        resampler = _Resampler(self.rate_hz, layout)
+        native = _Resampler(self.info.sample_rate_hz, layout) if self.on_native else None
+        bad_packets = 0
+        for packet in self._demuxed():
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                bad_packets += 1
+                if bad_packets > MAX_BAD_PACKETS and bad_packets > self._good_packets:
+                    raise AnalysisError(
+                        "decode", f"mostly corrupt: {bad_packets} bad packets ({_reason(exc)})"
+                    ) from exc
+                continue
+            self._good_packets += 1
+            for frame in decoded:
+                if native is not None:
+                    for native_chunk in native.resample(frame):
+                        yield _EMPTY, native_chunk
+                for chunk in resampler.resample(frame):
+                    yield chunk, None
+        if native is not None:
+            for native_chunk in native.flush():
+                yield _EMPTY, native_chunk
+        for chunk in resampler.flush():
+            yield chunk, None
+        if bad_packets:
+            self.problems.append(f"skipped {bad_packets} corrupt packet(s)")
+
+    def _demuxed(self) -> Iterator[av.Packet[av.AudioStream]]:
+        """Yield the stream's packets, hashing their bytes; a broken tail ends the stream early."""
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size:
+                    self._hash.update(memoryview(packet))
+                yield packet
+        except av.error.FFmpegError as exc:
+            if self._good_packets == 0:
+                raise AnalysisError("decode", _reason(exc)) from exc
+            self.problems.append(f"demuxing stopped early: {_reason(exc)}")
+
+    def _check_complete(self) -> None:
+        """Fail on a file with no audio at all; note a decode that ended well short."""
+        if self.samples == 0:
+            raise AnalysisError("decode", "no audio decoded (empty or truncated stream)")
+        expected = self.info.expected_s
+        if expected and self.duration_s < 0.9 * expected:
+            self.problems.append(
+                f"partial decode: {self.duration_s:.1f} s of {expected:.1f} s expected"
+            )
+
+
+class _Accumulator:
+    """Gather small decoded chunks into blocks of at least `size` samples."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[Block] = []
+        self._samples = 0
+
+    def push(self, chunk: Block) -> Block | None:
+        """Add a chunk; return a block once enough samples are gathered."""
+        if chunk.shape[1] == 0:
+            return None
+        self._parts.append(chunk)
+        self._samples += chunk.shape[1]
+        return self.flush() if self._samples >= self.size else None
+
+    def flush(self) -> Block | None:
+        """Return what is gathered as one block, or None if nothing is."""
+        if not self._parts:
+            return None
+        block = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts, axis=1)
+        self._parts, self._samples = [], 0
+        return block
+
+
+class _Resampler:
+    """Convert frames to planar float at `rate_hz`, keeping the stream's (or first frame's) layout."""
+
+    def __init__(self, rate_hz: int, layout: av.AudioLayout | None) -> None:
+        self.rate_hz = rate_hz
+        self._resampler: av.AudioResampler | None = None
+        self._layout = layout
+        self._source: tuple[str, str, int] | None = None
+
+    def resample(self, frame: av.AudioFrame) -> Iterator[Block]:
+        """Yield the frame's samples; a mid-stream format change starts a new resampler."""
+        source = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._resampler is None or source != self._source:
+            yield from self.flush()
+            if self._layout is None:
+                self._layout = frame.layout
+            # Keep the first layout so every block has the same channels (loudness filters
+            # keep per-channel state); only a stream that changes layout gets remixed.
+            self._resampler = av.AudioResampler(format="fltp", layout=self._layout,
+                                                rate=self.rate_hz)
+            self._source = source
+        for out in self._resampler.resample(frame):
+            yield out.to_ndarray().astype(np.float32, copy=False)
+
+    def flush(self) -> Iterator[Block]:
+        """Yield what the current resampler still holds."""
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                yield out.to_ndarray().astype(np.float32, copy=False)
+            self._resampler = None
+
+
+def to_mono(block: Block) -> Block:
+    """Average the channels: PyAV's own downmix is 3 dB louder than librosa's mean."""
+    mono: Block = block[0] if block.shape[0] == 1 else block.mean(axis=0, dtype=np.float32)
+    return mono
+
+
+def read_mono(path: Path, *, max_s: float | None = None) -> tuple[Block, str, float]:
+    """Decode a whole file to mono; return (signal up to `max_s`, digest, full duration in s)."""
+    with AudioReader(path) as reader:
+        limit = None if max_s is None else int(max_s * reader.rate_hz)
+        parts: list[Block] = []
+        kept = 0
+        for block in reader.blocks():
+            if limit is None or kept < limit:
+                mono = to_mono(block)[: None if limit is None else limit - kept]
+                parts.append(mono)
+                kept += len(mono)
+        return np.concatenate(parts), reader.digest, reader.duration_s
+
+
+def _open_file(path: Path) -> IO[bytes]:
+    """Open the file ourselves: OS errors are `io` failures, and non-UTF-8 names just work."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by AudioReader.close
+    except OSError as exc:
+        raise AnalysisError("io", f"cannot open: {exc.strerror or exc}") from exc
+    try:
+        size = handle.seek(0, 2)
+        handle.seek(0)
+    except OSError as exc:
+        handle.close()
+        raise AnalysisError("io", f"cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        handle.close()
+        raise AnalysisError("decode", "empty file (0 bytes)")
+    return handle
+
+
+def _open_container(handle: IO[bytes], path: Path) -> av.container.InputContainer:
+    """Probe the container; anything FFmpeg cannot recognise is a `decode` failure."""
+    try:
+        # Tags are read by mutagen; FFmpeg's copy of them must not fail on bytes that are not
+        # UTF-8 (PyAV's default is strict: a Latin-1 RIFF INFO tag would stop the decode).
+        return av.open(handle, mode="r", metadata_errors="replace")
+    except av.error.FFmpegError as exc:
+        raise AnalysisError("decode", _reason(exc)) from exc
+    except OSError as exc:
+        raise AnalysisError("io", f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _choose_stream(container: av.container.InputContainer) -> av.AudioStream:
+    """Pick FFmpeg's best audio stream, as ffmpeg would; the choice is part of the identity."""
+    if not container.streams.audio:
+        raise AnalysisError("decode", "no audio stream")
+    stream = container.streams.best("audio")
+    if not isinstance(stream, av.AudioStream):
+        # FFmpeg finds no usable stream when the probe could not read any parameters.
+        first = container.streams.audio[0]
+        raise AnalysisError(
+            "decode", f"no decodable audio stream ({first.codec_context.name}, no sample rate found)"
+        )
+    return stream
+
+
+def _describe(container: av.container.InputContainer, stream: av.AudioStream) -> StreamInfo:
+    """Collect the stream facts that tell whether a decode came out complete."""
+    expected: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        expected = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        expected = container.duration / 1_000_000
+    return StreamInfo(
+        container=container.format.name,
+        codec=stream.codec_context.name,
+        sample_rate_hz=stream.rate or 0,
+        channels=tuple(ch.name for ch in stream.layout.channels),
+        expected_s=expected,
+    )
+
+
+def _reason(exc: av.error.FFmpegError) -> str:
+    """Return FFmpeg's message in lower case, without the errno or the file name."""
+    if isinstance(exc, av.error.EOFError):
+        return "unexpected end of file (truncated?)"
+    message = exc.strerror or str(exc)
+    return message[:1].lower() + message[1:]

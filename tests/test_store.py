@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tunescout.errors import StoreError
+from tunescout.models import FEATURE_VERSIONS, FeatureGroup, FileIdentity, TrackAnalysis
+from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, SCHEMA_VERSION, Store
+
+IDENT = FileIdentity(1, 2, 3000, 123_000_000_000)
+
+
+def analysis(digest: str = "d1") -> TrackAnalysis:
+    groups = tuple(FeatureGroup(n, v, {"x": 1.5}) for n, v in FEATURE_VERSIONS.items())
+    return TrackAnalysis(digest=digest, duration_s=12.5, tags={"title": "T", "artist": ["A", "B"]},
+                         features=groups)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "sub" / "t.db")
+
+
+def test_new_database_is_migrated_in_wal_mode(store: Store) -> None:
+    assert store.schema_version() == SCHEMA_VERSION
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.integrity_check() == "ok"
+
+
+def test_queue_orders_new_arrivals_before_backfill(store: Store) -> None:
+    store.enqueue([Path("/m/a.mp3"), Path("/m/b.mp3")], PRIORITY_BACKFILL)
+    assert store.enqueue([Path("/m/c.mp3"), Path("/m/a.mp3")], PRIORITY_NEW) == 1
+    jobs = store.next_jobs(10, set())
+    assert [j.path.name for j in jobs] == ["a.mp3", "c.mp3", "b.mp3"]
+    assert [j.path.name for j in store.next_jobs(10, {Path("/m/a.mp3")})] == ["c.mp3", "b.mp3"]
+
+
+def test_result_and_dequeue_are_one_transaction(store: Store) -> None:
+    path = Path("/m/a.mp3")
+    store.enqueue([path], PRIORITY_NEW)
+    store.record_analysis(path, IDENT, analysis())
+    assert store.queue_length() == 0
+    detail = store.file_detail(path)
+    assert detail is not None
+    assert detail["state"] == "analysed"
+    assert detail["tags"] == {"title": "T", "artist": ["A", "B"]}
+    assert set(detail["features"]) == set(FEATURE_VERSIONS)
+    assert detail["features"]["rhythm"] == {"version": 1, "x": 1.5}
+    assert store.counts() == {"files": 1, "analysed": 1, "failed": 0, "quarantined": 0, "queued": 0}
+
+
+def test_failure_then_success_clears_it(store: Store) -> None:
+    path = Path("/m/bad.mp3")
+    store.enqueue([path], PRIORITY_NEW)
+    store.record_failure(path, IDENT, "decode", "invalid data", quarantine=False)
+    assert [(f.kind, f.reason) for f in store.failures()] == [("decode", "invalid data")]
+    assert store.counts()["failed"] == 1
+    assert store.retry(None) == 1
+    assert store.queue_length() == 1
+    store.record_analysis(path, IDENT, analysis())
+    assert store.failures() == []
+
+
+def test_paths_that_are_not_utf8_survive(store: Store) -> None:
+    path = Path(os.fsdecode(b"/m/caf\xe9 \xff.mp3"))
+    store.enqueue([path], PRIORITY_NEW)
+    assert os.fsencode(store.next_jobs(1, set())[0].path) == b"/m/caf\xe9 \xff.mp3"
+    store.record_analysis(path, IDENT, analysis())
+    assert list(store.identities()) == [b"/m/caf\xe9 \xff.mp3"]
+    assert store.file_detail(path) is not None
+
+
+def test_rename_file_and_tree_keep_analysis(store: Store) -> None:
+    for name in ("a.mp3", "b.mp3"):
+        store.record_analysis(Path("/m/album") / name, IDENT, analysis(name))
+    store.record_analysis(Path("/m/albumX.mp3"), IDENT, analysis("x"))  # a prefix, not inside
+    assert store.rename(Path("/m/album"), Path("/m/renamed"), tree=True) == 2
+    assert sorted(store.identities()) == [b"/m/albumX.mp3", b"/m/renamed/a.mp3", b"/m/renamed/b.mp3"]
+    assert store.rename(Path("/m/renamed/a.mp3"), Path("/m/a.mp3"), tree=False) == 1
+    detail = store.file_detail(Path("/m/a.mp3"))
+    assert detail is not None and detail["digest"] == "a.mp3"
+    assert store.remove_tree(Path("/m/renamed")) == 1
+    assert sorted(store.identities()) == [b"/m/a.mp3", b"/m/albumX.mp3"]
+
+
+def test_readonly_reader_sees_writes_and_cannot_write(store: Store) -> None:
+    reader = Store.open_readonly(store.path)
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis())
+    assert reader.counts()["analysed"] == 1
+    with pytest.raises(StoreError):
+        reader.enqueue([Path("/m/b.mp3")], PRIORITY_NEW)
+
+
+def test_missing_database_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no database at"):
+        Store.open_readonly(tmp_path / "none.db")
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this tunescout"):
+        Store.open(path)
+
+
+def test_not_a_database_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="damaged"):
+        Store.open(path)
+
+
+def test_unwritable_folder_is_explained(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the folder"):
+        Store.open(blocker / "sub" / "t.db")
