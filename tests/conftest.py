@@ -130,6 +130,8 @@ class Daemon:
             return self.proc.wait(timeout=timeout_s)
         finally:
             self._reader.join(timeout=5)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -150,4 +152,4 @@ def start_daemon() -> Iterator[Callable[..., Daemon]]:
     for daemon in started:
         if daemon.proc.poll() is None:
             daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.stop()

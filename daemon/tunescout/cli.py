@@ -55,7 +55,9 @@ def path_json(path: Path | str) -> dict[str, str]:
 
 
 def _dump(data: Any) -> None:
-    _out(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False))
+    """Print JSON as valid UTF-8: a stray surrogate (a non-UTF-8 byte) becomes a \\udcXX escape."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
 
 
 def _when(ts: float | None) -> str:

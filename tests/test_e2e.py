@@ -1,0 +1,178 @@
+"""The daemon end to end: a real `tunescout run`, real audio files, real analysis, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audio import write_garbage, write_tags, write_track
+from conftest import Daemon, Library, daemon_env, wait_for
+from tunescout.config import DEFAULT_ANALYSER
+
+FORMATS = ("wav", "flac", "mp3", "ogg")
+
+
+def _counts(library: Library) -> dict[str, int]:
+    status = library.json("status")
+    return {k: status[k] for k in ("files", "analysed", "failed", "queued")}
+
+
+def _wait_counts(library: Library, daemon: Daemon, timeout_s: float = 120, **expected: int) -> None:
+    def done() -> bool:
+        assert daemon.proc.poll() is None, f"daemon exited:\n{daemon.log()}"
+        proc = library.cli("status", "--json", check=False)
+        if proc.returncode == 4:
+            return False  # the daemon has not created its database yet
+        counts = json.loads(proc.stdout)
+        return all(counts[k] == v for k, v in expected.items())
+
+    wait_for(done, timeout_s, interval_s=0.5, what=f"counts {expected} (log:\n{daemon.log()[-3000:]})")
+
+
+def _mapped_libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_files_dropped_in_are_analysed_and_inspectable(tmp_path: Path, start_daemon) -> None:
+    library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
+    daemon = start_daemon(library)
+    daemon.wait_log("running")
+    outside = tmp_path / "incoming"
+    outside.mkdir()
+    for i, ext in enumerate(FORMATS):
+        src = write_track(outside / f"{i} song.{ext}", seconds=6, kind="drums", bpm=120,
+                          tags={"title": f"Song {ext}", "artist": "Tester", "album": "Fixtures",
+                                "tracknumber": f"{i + 1}/4"})
+        shutil.move(src, library.music / src.name)  # moved in, as a download manager does
+    write_garbage(library.music / "broken.mp3", 20_000)  # written in place
+    _wait_counts(library, daemon, files=5, analysed=4, failed=1, queued=0)
+
+    shown = library.json("show", str(library.music / "2 song.mp3"))
+    assert shown["state"] == "analysed"
+    assert shown["tags"]["title"] == "Song mp3"
+    assert shown["tags"]["tracknumber"] == 3
+    assert shown["duration_s"] == pytest.approx(6, abs=0.2)
+    assert 60 <= shown["features"]["rhythm"]["tempo_bpm"] <= 200  # accuracy: test_analysis_*
+    assert {"rhythm", "tonal", "loudness", "timbre"} <= set(shown["features"])
+    assert all(group["version"] >= 1 for group in shown["features"].values())
+    assert shown["analysed_at"] > 0 and shown["failure"] is None
+
+    failures = library.json("failures")
+    assert [(f["path"], f["kind"]) for f in failures] == [(str(library.music / "broken.mp3"), "decode")]
+    assert failures[0]["reason"] and failures[0]["at"] > 0
+
+    status = library.json("status")
+    assert status["daemon"]["state"] == "running"
+    # the daemon process stays small: the analysis stack lives only in the zygote and children
+    maps = _mapped_libraries(daemon.proc.pid)
+    assert "numba" not in maps and "llvmlite" not in maps and "libav" not in maps
+    assert daemon.stop() == 0
+    assert library.json("status")["daemon"]["state"] == "stopped"
+
+
+def test_restart_reconciles_new_changed_and_deleted(tmp_path: Path, start_daemon) -> None:
+    library = Library(tmp_path)
+    for name in ("keep.flac", "edit.flac", "delete.flac"):
+        (library.music / name).write_bytes(os.urandom(3000))
+    daemon = start_daemon(library)
+    _wait_counts(library, daemon, files=3, analysed=3)
+    assert daemon.stop() == 0
+    before = library.json("show", str(library.music / "keep.flac"))["analysed_at"]
+
+    (library.music / "delete.flac").unlink()
+    (library.music / "edit.flac").write_bytes(os.urandom(4000))
+    (library.music / "sub").mkdir()
+    (library.music / "sub" / "new.flac").write_bytes(os.urandom(3000))
+    daemon = start_daemon(library)
+    daemon.wait_log("reconciled 3 files: 1 new, 1 changed, 1 removed, 1 unchanged")
+    daemon.wait_log(f"analysed {library.music / 'edit.flac'}")
+    daemon.wait_log(f"analysed {library.music / 'sub' / 'new.flac'}")
+    _wait_counts(library, daemon, files=3, analysed=3, queued=0)
+    assert library.json("show", str(library.music / "keep.flac"))["analysed_at"] == before
+    assert library.json("show", str(library.music / "edit.flac"))["size_bytes"] == 4000
+    assert library.cli("show", str(library.music / "delete.flac"), check=False).returncode == 3
+    assert daemon.stop() == 0
+
+
+def test_sigterm_loses_nothing_and_analyses_nothing_twice(tmp_path: Path, start_daemon) -> None:
+    """Stop in the middle of a backlog of slow files, start again: each file analysed once."""
+    library = Library(tmp_path, workers={"batch_size": 2})
+    names = [f"slow-{i}.mp3" for i in range(8)]
+    for name in names:
+        (library.music / name).write_bytes(os.urandom(2000))
+    daemon = start_daemon(library)
+    daemon.wait_log("analysed ")
+    assert daemon.stop(signal.SIGTERM) == 0
+    first = daemon.log()
+    counts = _counts(library)
+    assert counts["analysed"] + counts["queued"] == 8, counts
+    assert counts["queued"] > 0
+
+    daemon = start_daemon(library)
+    _wait_counts(library, daemon, analysed=8, queued=0)
+    assert daemon.stop(signal.SIGINT) == 0  # Ctrl-C stops cleanly too
+    both = first + daemon.log()
+    for name in names:
+        assert both.count(f"analysed {library.music / name}\n") == 1, name
+
+
+def test_non_utf8_names_are_shown_without_loss(tmp_path: Path) -> None:
+    library = Library(tmp_path)
+    raw = os.fsencode(library.music) + b"/caf\xe9 \xff.flac"
+    with open(raw, "wb") as fh:
+        fh.write(os.urandom(3000))
+    proc = library.cli("scan", str(library.music))
+    assert b"1 analysed, 0 failed, 0 not recorded" in proc.stdout
+    path = os.fsdecode(raw)
+    shown = library.json("show", path)
+    assert shown["path_b64"] and os.fsencode(path) == __import__("base64").b64decode(shown["path_b64"])
+    text = library.cli("show", path).stdout
+    assert text.splitlines()[0] == raw  # the exact bytes on a terminal
+
+
+def test_scan_records_every_file_and_exits_0(tmp_path: Path) -> None:
+    library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
+    write_track(library.music / "ok.flac", seconds=4, tags={"title": "ok"})
+    write_garbage(library.music / "bad.ogg", 5000)
+    proc = library.cli("scan", str(library.music))
+    assert proc.stdout.strip().splitlines()[0] == b"1 analysed, 1 failed, 0 not recorded"
+    (failure,) = library.json("failures")
+    assert failure["kind"] == "decode"
+    status = library.json("status")
+    assert (status["analysed"], status["failed"], status["queued"]) == (1, 1, 0)
+
+
+def test_scan_with_nothing_to_do_says_so(tmp_path: Path) -> None:
+    library = Library(tmp_path)
+    proc = library.cli("scan", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 2
+    assert b"no such file or folder" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_status_before_anything_ran(tmp_path: Path) -> None:
+    library = Library(tmp_path)
+    proc = library.cli("status", check=False)
+    assert proc.returncode == 4
+    assert b"no database at" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_daemon_side_never_imports_the_analysis_stack() -> None:
+    code = (
+        "import sys, tunescout.cli, tunescout.service, tunescout.supervisor, tunescout.watcher, "
+        "tunescout.store, tunescout.health, tunescout.logs\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('librosa', 'numba', 'llvmlite', 'av', 'scipy', 'soundfile', 'tunescout.analysis') "
+        "or m.startswith('tunescout.analysis'))\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=daemon_env())
+    assert out.stdout.strip() == ""
