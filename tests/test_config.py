@@ -85,3 +85,12 @@ def test_cli_reports_config_errors_without_traceback(tmp_path: Path) -> None:
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml", {})
+
+
+def test_admin_without_own_database_reads_the_services(tmp_path: Path) -> None:
+    system = tmp_path / "var" / "tunescout.db"
+    env = {"HOME": str(tmp_path / "home")}
+    assert default_store_path(env, system) == tmp_path / "home/.local/state/tunescout/tunescout.db"
+    system.parent.mkdir()
+    system.write_bytes(b"")
+    assert default_store_path(env, system) == system

@@ -78,14 +78,24 @@ def default_library_paths(env: Mapping[str, str]) -> tuple[Path, ...]:
     return (Path(music) if music else Path(env.get("HOME", "~")).expanduser() / "Music",)
 
 
-def default_store_path(env: Mapping[str, str]) -> Path:
-    """Return the database path: systemd's StateDirectory, else the XDG state directory."""
+SYSTEM_STORE = Path("/var/lib/tunescout/tunescout.db")  # where the systemd unit keeps it
+
+
+def default_store_path(env: Mapping[str, str], system_store: Path = SYSTEM_STORE) -> Path:
+    """Return the database path: systemd's StateDirectory, else the XDG state directory.
+
+    An admin's `tunescout status` on a host where the service runs finds the service's database
+    when they have none of their own.
+    """
     state_dir = env.get("STATE_DIRECTORY")
     if state_dir:
         return Path(state_dir.split(":")[0]) / "tunescout.db"
     xdg = env.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path(env.get("HOME", "~")).expanduser() / ".local" / "state"
-    return base / "tunescout" / "tunescout.db"
+    user_store = base / "tunescout" / "tunescout.db"
+    if not user_store.exists() and system_store.exists():
+        return system_store
+    return user_store
 
 
 def config_candidates(env: Mapping[str, str]) -> list[Path]:
