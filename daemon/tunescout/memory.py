@@ -87,6 +87,8 @@ class MemoryGate:
         self.pause_above_percent = pause_above_percent
         self.resume_below_percent = resume_below_percent
         self.paused_reason: str | None = None
+        # resume only this far above min_available: 10 % of it, between 32 and 256 MiB
+        self.resume_margin_bytes = int(min(max(0.1 * min_available_bytes, 32 * 2**20), 256 * 2**20))
 
     def update(self, reading: MemoryReading) -> bool:
         """Take a reading; return True when the gate changed between open and paused."""
@@ -97,9 +99,9 @@ class MemoryGate:
                 self.paused_reason = self._reason(reading, low)
                 return True
             return False
-        # hysteresis: resume only with margin on both measures
+        # hysteresis: resume only with a margin on both measures
         recovered = (
-            reading.available_bytes >= self.min_available_bytes * 1.25
+            reading.available_bytes >= self.min_available_bytes + self.resume_margin_bytes
             and reading.used_percent < self.resume_below_percent
         )
         if recovered:

@@ -18,6 +18,7 @@ from tunescout.health import Health
 from tunescout.intake import Settler, is_candidate
 from tunescout.logs import setup_logging
 from tunescout.memory import MemoryGate, MemoryReading, read_memory, worker_budget
+from tunescout.models import FileIdentity
 from tunescout.scan import Walk, plan_reconcile, walk_library
 from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Job, Store
 from tunescout.supervisor import Supervisor
@@ -242,6 +243,23 @@ class Service:
         for path in plan.new + plan.changed:
             self.settler.touch(path, wall)
 
+    def _changed_only(self, paths: list[Path]) -> list[Path]:
+        """Drop files whose recorded identity still holds: an event is not a change.
+
+        Editors and players open files for writing without changing them; a failed or
+        quarantined file is retried only when it really changed.
+        """
+        changed = []
+        for path in paths:
+            known = self.store.file_identity(path)
+            try:
+                identity = FileIdentity.from_stat(os.stat(path))
+            except OSError:
+                continue
+            if known is None or known[1] == "pending" or known[0] != identity:
+                changed.append(path)
+        return changed
+
     # --- reconcile ----------------------------------------------------------------------------
 
     def _start_reconcile(self) -> None:
@@ -398,7 +416,7 @@ class Service:
                 now, wall = time.monotonic(), time.time()
                 self._handle_signals(now)
                 self._drain_changes(wall)
-                ready = self.settler.ready(wall)
+                ready = self._changed_only(self.settler.ready(wall))
                 if ready:
                     self.store.enqueue(ready, PRIORITY_NEW)
                 if self._walk is not None:

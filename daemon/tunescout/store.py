@@ -354,6 +354,13 @@ class Store:
         rows = self._conn.execute("SELECT path, dev, ino, size, mtime_ns, state FROM files")
         return {r[0]: (FileIdentity(r[1], r[2], r[3], r[4]), r[5]) for r in rows}
 
+    def file_identity(self, path: Path) -> tuple[FileIdentity, str] | None:
+        """Return the identity and state recorded for one file, or None when it is unknown."""
+        row = self._conn.execute(
+            "SELECT dev, ino, size, mtime_ns, state FROM files WHERE path = ?", (_b(path),)
+        ).fetchone()
+        return (FileIdentity(row[0], row[1], row[2], row[3]), row[4]) if row else None
+
     def failure_identity(self, path: Path) -> tuple[int | None, int | None] | None:
         row = self._conn.execute(
             "SELECT size, mtime_ns FROM failures WHERE path = ?", (_b(path),)
@@ -441,6 +448,26 @@ class Store:
                 f"SELECT count(DISTINCT digest) FROM features WHERE {clauses}", args
             ).fetchone()[0]
         )
+
+    # --- reads for playlists (playlists engineer) ---
+
+    def playlist_tracks(self) -> list[dict[str, Any]]:
+        """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
+        rows = self._conn.execute(
+            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals FROM files f "
+            "LEFT JOIN features g ON g.digest = f.digest "
+            "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
+        )
+        tracks: list[dict[str, Any]] = []
+        for path, digest, duration_s, tags, grp, vals in rows:
+            if not tracks or tracks[-1]["_blob"] != path:
+                tracks.append({"_blob": path, "path": _p(path), "digest": digest, "duration_s": duration_s,
+                               "tags": json.loads(tags) if tags else {}, "features": {}})
+            if grp is not None:
+                tracks[-1]["features"][grp] = json.loads(vals)
+        for track in tracks:
+            del track["_blob"]
+        return tracks
 
 
 
