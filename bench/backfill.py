@@ -1,0 +1,150 @@
+"""Backfill throughput with 1 and with all workers, child start cost, and the daemon's own RSS.
+
+    python bench/backfill.py [--files 24] [--seconds 60]
+
+Writes N synthetic tracks (real FLAC files), analyses them with `tunescout scan` using one worker
+and then every core, and prints files/s and the speed-up; then the cost of starting one child
+through the warm zygote against a fresh interpreter importing librosa; then the RSS of a running
+daemon (without its zygote and children) after it analysed the library. Everything is measured in
+this run, so the ratios hold on a shared, noisy machine. Targets (issue 4): speed-up >= 1.8x on
+2 cores, child start <= 50 ms, daemon RSS <= 60 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from audio import write_track  # noqa: E402
+
+from tunescout.supervisor import ZygoteHandle  # noqa: E402
+
+
+def write_config(path: Path, music: Path, db: Path, workers: int) -> Path:
+    path.write_text(
+        f'[library]\npaths = ["{music}"]\n[store]\npath = "{db}"\n[intake]\nsettle = "0.2 s"\n'
+        f"[workers]\nmax_workers = {workers}\n"
+        '[memory]\nmin_available = "300 MB"\npause_above_percent = 95\nresume_below_percent = 90\n'
+    )
+    return path
+
+
+def scan(config: Path, music: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tunescout", "--config", str(config), "scan",
+                           str(music)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0 or "0 failed" not in proc.stdout:
+        raise SystemExit(f"scan failed: {proc.stdout}{proc.stderr}")
+    return elapsed
+
+
+def child_start_ms(samples: int) -> list[float]:
+    """Spawn empty batches through a warm zygote; time spawn -> child exit (pipe EOF)."""
+    zygote = ZygoteHandle("tunescout.analysis:analyse_file", dict(os.environ))
+    try:
+        while True:
+            messages, gone = zygote.receive()
+            if gone:
+                raise SystemExit("the zygote died")
+            if any(m.get("op") == "ready" for m in messages):
+                break
+            time.sleep(0.05)
+        times = []
+        for i in range(samples):
+            start = time.perf_counter()
+            fd = zygote.spawn(f"bench-{i}", [], 768 * 2**20, 60)
+            os.set_blocking(fd, True)
+            while os.read(fd, 4096):
+                pass
+            times.append((time.perf_counter() - start) * 1000)
+            os.close(fd)
+            time.sleep(0.02)
+            zygote.receive()
+        return times
+    finally:
+        zygote.stop()
+
+
+def fresh_import_ms(samples: int) -> list[float]:
+    code = "import librosa.beat, librosa.feature, librosa.onset, numba"
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def daemon_rss_mb(config: Path, total: int) -> float:
+    proc = subprocess.Popen([sys.executable, "-m", "tunescout", "--config", str(config), "run",
+                             "--log-target", "stderr"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 600
+        seen = 0
+        for line in proc.stderr:
+            if "reconciled" in line and f"{total} unchanged" in line:
+                break
+            seen += "analysed " in line
+            if seen >= total or time.monotonic() > deadline:
+                break
+        time.sleep(3)
+        return psutil.Process(proc.pid).memory_info().rss / 2**20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="tunescout-bench-") as tmp:
+        root = Path(tmp)
+        music = root / "music"
+        music.mkdir()
+        for i in range(args.files):
+            write_track(music / f"track{i:03d}.flac", seconds=args.seconds, kind="drums",
+                        bpm=90 + 5 * (i % 12))
+        tiny = root / "tiny"
+        tiny.mkdir()
+        write_track(tiny / "one.flac", seconds=1)
+        # the start-up (interpreter, zygote warm-up) is paid once per scan: measure and subtract it
+        startup = min(scan(write_config(root / f"s{i}.toml", tiny, root / f"s{i}.db", 1), tiny)
+                      for i in range(2))
+        one = scan(write_config(root / "one.toml", music, root / "one.db", 1), music) - startup
+        many = scan(write_config(root / "all.toml", music, root / "all.db", cores), music) - startup
+        print(f"backfill of {args.files} x {args.seconds:.0f} s tracks (scan start-up of "
+              f"{startup:.1f} s subtracted)")
+        print(f"  1 worker:      {args.files / one:6.2f} files/s ({one:.1f} s)")
+        print(f"  {cores} workers:     {args.files / many:6.2f} files/s ({many:.1f} s)")
+        print(f"  speed-up:      {one / many:6.2f}x   (target >= 1.8x on 2 cores)")
+
+        zygote = statistics.median(child_start_ms(20))
+        fresh = statistics.median(fresh_import_ms(3))
+        print("child start")
+        print(f"  through the zygote:            {zygote:8.1f} ms  (target <= 50 ms)")
+        print(f"  fresh interpreter + librosa:   {fresh:8.1f} ms")
+        print(f"  ratio:                         {fresh / zygote:8.1f}x")
+
+        rss = daemon_rss_mb(write_config(root / "daemon.toml", music, root / "d.db", cores), args.files)
+        print(f"daemon RSS after a backfill: {rss:.1f} MiB  (target <= 60 MB; zygote and children excluded)")
+
+
+if __name__ == "__main__":
+    main()
