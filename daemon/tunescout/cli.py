@@ -224,6 +224,8 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
             _out(f"    {key:<22} {'; '.join(value) if isinstance(value, list) else value}")
     if detail.get("tags_error"):
         _out(f"  tags error  {detail['tags_error']}")
+    if detail.get("decode_warning"):
+        _out(f"  decoding    {detail['decode_warning']}")
     for group, values in (detail.get("features") or {}).items():
         _out(f"  {group} (v{values.get('version')})")
         for key, value in values.items():

@@ -55,4 +55,5 @@ class TrackAnalysis:
     tags: dict[str, Any]  # normalised names -> str | list[str] | int
     cover: dict[str, Any] | None = None  # {"mime", "width", "height", "bytes"}; never the data
     tags_error: str | None = None  # tags unreadable; the audio was still analysed
+    decode_warning: str | None = None  # decoded only in part (truncated, corrupt packets skipped)
     features: tuple[FeatureGroup, ...] = field(default_factory=tuple)

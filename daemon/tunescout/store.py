@@ -33,6 +33,7 @@ _MIGRATIONS: list[str] = [
         tags TEXT,
         cover TEXT,
         tags_error TEXT,
+        decode_warning TEXT,
         first_seen REAL NOT NULL,
         analysed_at REAL
     );
@@ -250,18 +251,19 @@ class Store:
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, duration_s, tags, "
-                "cover, tags_error, first_seen, analysed_at) "
-                "VALUES (?, ?, ?, ?, ?, 'analysed', ?, ?, ?, ?, ?, ?, ?) "
+                "cover, tags_error, decode_warning, first_seen, analysed_at) "
+                "VALUES (?, ?, ?, ?, ?, 'analysed', ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, state = 'analysed', "
                 "digest = excluded.digest, duration_s = excluded.duration_s, tags = excluded.tags, "
                 "cover = excluded.cover, tags_error = excluded.tags_error, "
+                "decode_warning = excluded.decode_warning, "
                 "analysed_at = excluded.analysed_at",
                 (
                     _b(path), identity.dev, identity.ino, identity.size, identity.mtime_ns,
                     result.digest, result.duration_s, json.dumps(result.tags),
                     json.dumps(result.cover) if result.cover is not None else None,
-                    result.tags_error, now, now,
+                    result.tags_error, result.decode_warning, now, now,
                 ),
             )
             for group in result.features:
@@ -400,7 +402,7 @@ class Store:
         """Return everything known about one file, or None when it is not in the database."""
         row = self._conn.execute(
             "SELECT path, size, mtime_ns, state, digest, duration_s, tags, cover, tags_error, "
-            "analysed_at FROM files WHERE path = ?",
+            "analysed_at, decode_warning FROM files WHERE path = ?",
             (_b(path),),
         ).fetchone()
         failure = self._conn.execute(
@@ -414,7 +416,7 @@ class Store:
             detail.update(
                 size_bytes=row[1], mtime_ns=row[2], state=row[3], digest=row[4], duration_s=row[5],
                 tags=json.loads(row[6]) if row[6] else {}, cover=json.loads(row[7]) if row[7] else None,
-                tags_error=row[8], analysed_at=row[9],
+                tags_error=row[8], analysed_at=row[9], decode_warning=row[10],
             )
             if queued and row[3] != "analysed":
                 detail["state"] = "queued"
