@@ -282,6 +282,20 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.doctor import check_all
+
+    checks = check_all(config, os.environ, analysis=not args.quick)
+    if args.json:
+        _dump([{"name": c.name, "level": c.level, "message": c.message, "fix": c.fix} for c in checks])
+    else:
+        for check in checks:
+            _out(f"{check.level.upper():<5} {check.name}: {check.message}")
+            if check.fix and check.level != "ok":
+                _out(f"      fix: {check.fix}")
+    return Exit.FAILED if any(c.level == "fail" for c in checks) else Exit.OK
+
+
 # --- parsing -----------------------------------------------------------------------------------
 
 
@@ -308,10 +322,14 @@ def _parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="forget failures and analyse those files again")
     retry.add_argument("paths", nargs="*", type=Path)
     retry.add_argument("--all", action="store_true")
+    doctor = sub.add_parser("doctor", help="check the config, database, library, journal, memory "
+                            "and analysis stack; explain what is wrong")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--quick", action="store_true", help="skip starting the analysis stack")
     return parser
 
 
-COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
+COMMANDS = {"doctor": cmd_doctor, "run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry}
 
 

@@ -138,6 +138,7 @@ class Service:
         self._walk: Walk | None = None
         self._walking = False
         self._next_rescan = 0.0
+        self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
         self._last_heartbeat = 0.0
@@ -230,10 +231,42 @@ class Service:
             self._touch_tree(change.dest, wall)
         elif change.kind == "dir_added":
             self._touch_tree(change.path, wall)
+        elif change.kind == "dir_deleted" and change.path in self.config.library.paths:
+            # an unmounted disk or a vanished automount: keep every file, wait for its return
+            self.settler.forget_under(change.path)
+            self._root_missing(change.path)
         elif change.kind == "dir_deleted":
             self.settler.forget_under(change.path)
             if self.store.remove_tree(change.path):
                 log.info("removed folder %s", change.path, extra={"EVENT": "removed"})
+
+    def _root_missing(self, root: Path) -> None:
+        if self.watcher.modes.get(root) != "missing":
+            self.watcher.modes[root] = "missing"
+            log.warning("library folder %s went away; keeping its files in the database and "
+                        "watching for its return", root,
+                        extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
+
+    def _check_roots(self, now: float) -> None:
+        """Every poll interval: notice roots that vanished or came back (USB disks, automounts)."""
+        if now < self._next_root_check:
+            return
+        self._next_root_check = now + self.config.library.poll_interval_s
+        returned = False
+        for root, mode in list(self.watcher.modes.items()):
+            present = root.is_dir()
+            if mode == "missing" and present:
+                log.info("library folder %s is back", root,
+                         extra={"EVENT": "root_returned", "TRACK_PATH": str(root)})
+                returned = True
+            elif mode != "missing" and not present:
+                self._root_missing(root)
+        if returned:
+            self.watcher.stop()
+            self.watcher = Watcher(self.config.library.paths, self.config.library.watch,
+                                   self.config.library.poll_interval_s, self.loop.wake)
+            self.watcher.start()
+            self._start_reconcile()
 
     def _touch_tree(self, folder: Path, wall: float) -> None:
         """Settle the files of a folder that appeared, unless the database already knows them."""
@@ -372,7 +405,8 @@ class Service:
     # --- the main loop ------------------------------------------------------------------------
 
     def _timeout(self, now: float, wall: float) -> float:
-        candidates = [self._next_rescan - now, self._last_status_at + HEARTBEAT_EVERY_S - now]
+        candidates = [self._next_rescan - now, self._last_status_at + HEARTBEAT_EVERY_S - now,
+                      self._next_root_check - now]
         if self.loop.supervisor.busy() or self._walking or not self.loop.supervisor.ready:
             candidates.append(STATUS_EVERY_S)
         if self.store.queue_length() and self.loop.workers == 0:
@@ -423,6 +457,7 @@ class Service:
                     self._finish_reconcile(wall)
                 if now >= self._next_rescan and not self._walking:
                     self._start_reconcile()
+                self._check_roots(now)
                 stopping = self._stop_requested_at is not None
                 if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
                     self.loop.supervisor.stop_all(now)

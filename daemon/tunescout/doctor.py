@@ -1,0 +1,209 @@
+"""`tunescout doctor`: check everything the daemon depends on and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunescout.config import Config
+from tunescout.errors import StoreError
+from tunescout.memory import read_memory
+from tunescout.store import SCHEMA_VERSION, Store
+from tunescout.supervisor import child_env
+from tunescout.units import format_size
+from tunescout.watcher import filesystem_type, needs_polling
+
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: `level` is "ok", "warn" or "fail"; `fix` says what to do about it."""
+
+    name: str
+    level: str
+    message: str
+    fix: str = ""
+
+
+def check_all(config: Config, env: Mapping[str, str], *, analysis: bool = True) -> list[Check]:
+    """Run every check, cheapest first."""
+    checks = [Check("config", "ok", f"{config.source}")]
+    checks.append(_check_database(config.store.path))
+    for root in config.library.paths:
+        checks.extend(_check_root(root, config.library.watch))
+    checks.append(_check_journal(env))
+    checks.append(_check_memory(config))
+    checks.append(_check_numba_cache(env))
+    if analysis:
+        checks.append(_check_analysis(config, env))
+    return checks
+
+
+def _check_database(path: Path) -> Check:
+    if not path.exists():
+        folder = next((p for p in path.parents if p.exists()), Path("/"))
+        if os.access(folder, os.W_OK):
+            return Check("database", "ok", f"{path} does not exist yet; the daemon creates it")
+        return Check("database", "fail", f"{path} does not exist and {folder} is not writable",
+                     f"create {path.parent} writable by the daemon's user, or set [store] path")
+    try:
+        store = Store.open_readonly(path)
+    except StoreError as exc:
+        return Check("database", "fail", str(exc), "see the message; the daemon migrates old schemas")
+    try:
+        integrity = store.integrity_check()
+        counts = store.counts()
+    finally:
+        store.close()
+    if integrity != "ok":
+        return Check("database", "fail", f"{path}: integrity check says {integrity}",
+                     "stop the daemon, move the database aside and start it again: the library is "
+                     "analysed anew")
+    return Check("database", "ok", f"{path}: schema {SCHEMA_VERSION}, integrity ok, "
+                 f"{counts['files']} files, {counts['queued']} queued")
+
+
+def _count_dirs(root: Path, limit: int) -> int:
+    count, stack = 0, [os.fsencode(root)]
+    while stack and count <= limit:
+        folder = stack.pop()
+        count += 1
+        try:
+            with os.scandir(folder) as entries:
+                stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    return count
+
+
+def _inotify_works(root: Path) -> str | None:
+    """Return None when an inotify watch can be placed on `root`, else the reason."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        return os.strerror(ctypes.get_errno())
+    try:
+        if libc.inotify_add_watch(fd, os.fsencode(root), 0x00000002) < 0:  # IN_MODIFY
+            return os.strerror(ctypes.get_errno())
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_limit(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_root(root: Path, watch: str) -> Iterator[Check]:
+    name = f"library {root}"
+    if not root.exists():
+        yield Check(name, "fail", "does not exist (not mounted?)",
+                    "mount it or fix [library] paths; the daemon waits for it and keeps its files")
+        return
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        yield Check(name, "fail", "is not a readable folder",
+                    "make it readable by the daemon's user (chmod o+rx, or SupplementaryGroups=)")
+        return
+    fs_type = filesystem_type(root)
+    if watch == "poll" or (watch == "auto" and needs_polling(fs_type)):
+        yield Check(name, "ok", f"{fs_type}: watched by polling (inotify does not see changes made "
+                    "on other machines)")
+        return
+    why = _inotify_works(root)
+    if why is not None:
+        yield Check(name, "warn", f"{fs_type}: inotify cannot watch it ({why}); polling is used",
+                    "raise fs.inotify.max_user_instances, or set [library] watch = \"poll\"")
+        return
+    limit = _read_limit("/proc/sys/fs/inotify/max_user_watches")
+    dirs = _count_dirs(root, (limit or 1 << 30) + 1)
+    if limit is not None and dirs > limit * 0.9:
+        yield Check(name, "warn", f"{fs_type}: {dirs:,} folders against an inotify watch limit of "
+                    f"{limit:,}", f"sysctl fs.inotify.max_user_watches={max(dirs * 2, 524288)} (and "
+                    "in /etc/sysctl.d/ to keep it); until then folders past the limit are covered "
+                    "by the periodic rescan only")
+        return
+    yield Check(name, "ok", f"{fs_type}, inotify, {dirs:,} folders"
+                + (f" (watch limit {limit:,})" if limit else ""))
+
+
+def _check_journal(env: Mapping[str, str]) -> Check:
+    if not JOURNAL_SOCKET.exists():
+        return Check("journal", "warn", f"no journald socket at {JOURNAL_SOCKET}; logs go to stderr",
+                     "fine outside systemd; under systemd, is systemd-journald running?")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(str(JOURNAL_SOCKET))
+    except OSError as exc:
+        return Check("journal", "warn", f"journald does not answer at {JOURNAL_SOCKET}: {exc.strerror}",
+                     "systemctl status systemd-journald")
+    return Check("journal", "ok", "journald reachable")
+
+
+def _check_memory(config: Config) -> Check:
+    reading = read_memory()
+    budget = config.workers.child_budget_bytes
+    need = budget + config.memory.reserve_bytes + config.memory.min_available_bytes
+    figures = (f"{format_size(reading.available_bytes)} of {format_size(reading.total_bytes)} "
+               f"available ({reading.source}); {format_size(budget)} per child")
+    if need > reading.total_bytes:
+        return Check("memory", "fail", f"{figures}: not even one child fits",
+                     "lower [workers] child_budget or [memory] reserve/min_available, or raise MemoryMax=")
+    if budget < 256 * 2**20:
+        return Check("memory", "warn", f"{figures}: a budget under 256 MiB fails on ordinary tracks",
+                     "set [workers] child_budget to at least 512 MiB")
+    return Check("memory", "ok", figures)
+
+
+def _check_numba_cache(env: Mapping[str, str]) -> Check:
+    cache = env.get("NUMBA_CACHE_DIR")
+    if not cache:
+        return Check("numba cache", "ok", "NUMBA_CACHE_DIR not set: numba caches beside librosa's "
+                     "sources when they are writable (under systemd the unit sets it)")
+    path = Path(cache)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return Check("numba cache", "fail", f"{path} is not writable ({exc.strerror}): every start "
+                     "recompiles (~17 s, +150 MiB)", "point NUMBA_CACHE_DIR at a writable folder "
+                     "(the unit uses CacheDirectory=)")
+    return Check("numba cache", "ok", f"{path} writable")
+
+
+_PROBE = (
+    "import time; t = time.monotonic()\n"
+    "import importlib; spec = {spec!r}\n"
+    "module = importlib.import_module(spec.partition(':')[0]); getattr(module, spec.partition(':')[2])\n"
+    "warm = getattr(module, 'warm_up', None); warm and warm()\n"
+    "import av, librosa\n"
+    "print(f'PyAV {{av.__version__}} (FFmpeg {{av.library_versions[\"libavcodec\"]}}), librosa "
+    "{{librosa.__version__}}, warm-up {{time.monotonic() - t:.1f}} s')\n"
+)
+
+
+def _check_analysis(config: Config, env: Mapping[str, str]) -> Check:
+    """Import the analysis stack and warm it up in a separate process, as the zygote does."""
+    code = _PROBE.format(spec=config.workers.analyser)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=child_env(env), timeout=300)
+    except subprocess.TimeoutExpired:
+        return Check("analysis", "fail", "the analysis stack did not warm up within 5 minutes",
+                     "check the machine's load and the numba cache")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check("analysis", "fail", f"the analysis stack cannot start: {last}",
+                     "reinstall: bash scripts/setup.sh install")
+    return Check("analysis", "ok", proc.stdout.strip())
