@@ -176,3 +176,30 @@ def test_daemon_side_never_imports_the_analysis_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=daemon_env())
     assert out.stdout.strip() == ""
+
+
+def test_scan_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    library = Library(tmp_path)
+    for i in range(5):
+        (library.music / f"t{i}.flac").write_bytes(os.urandom(2000))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: tunescout with its stdout and stderr on the terminal
+        os.environ.update(daemon_env())
+        os.execv(sys.executable, [sys.executable, "-m", "tunescout", "--config", str(library.config),
+                                  "scan", str(library.music)])
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"\r[" in output and b"] 5/5 files" in output
+    assert b"5 analysed, 0 failed, 0 not recorded" in output
