@@ -91,7 +91,7 @@ def test_restart_reconciles_new_changed_and_deleted(tmp_path: Path, start_daemon
     (library.music / "sub").mkdir()
     (library.music / "sub" / "new.flac").write_bytes(os.urandom(3000))
     daemon = start_daemon(library)
-    daemon.wait_log("reconciled 3 files: 1 new, 1 changed, 1 removed, 1 unchanged")
+    daemon.wait_log("reconciled 3 files: 1 new, 1 changed, 0 moved, 1 removed, 1 unchanged")
     daemon.wait_log(f"analysed {library.music / 'edit.flac'}")
     daemon.wait_log(f"analysed {library.music / 'sub' / 'new.flac'}")
     _wait_counts(library, daemon, files=3, analysed=3, queued=0)

@@ -63,3 +63,13 @@ def test_failed_files_are_not_retried_until_they_change(tmp_path: Path) -> None:
     _touch(bad, b"fixed")
     walk = walk_library((tmp_path,), AUDIO_EXTENSIONS)
     assert plan_reconcile(walk, {os.fsencode(bad): (identity, "failed")}, set()).changed == [bad]
+
+
+def test_a_file_moved_while_the_daemon_was_down_is_paired(tmp_path: Path) -> None:
+    moved = _touch(tmp_path / "new home" / "a.mp3")
+    identity = FileIdentity.from_stat(os.stat(moved))
+    walk = walk_library((tmp_path,), AUDIO_EXTENSIONS)
+    old = tmp_path / "old home" / "a.mp3"
+    plan = plan_reconcile(walk, {os.fsencode(old): (identity, "analysed")}, set())
+    assert plan.moved == [(old, moved)]
+    assert plan.new == [] and plan.removed == []

@@ -81,6 +81,7 @@ class Plan:
     changed: list[Path]
     removed: list[Path]
     unchanged: int
+    moved: list[tuple[Path, Path]]  # (old, new): same inode, size and mtime under a new name
 
 
 def plan_reconcile(walk: Walk, known: dict[bytes, tuple[FileIdentity, str]],
@@ -103,10 +104,27 @@ def plan_reconcile(walk: Walk, known: dict[bytes, tuple[FileIdentity, str]],
     roots = [os.fsencode(r) for r in walk.complete_roots]
     skipped = [os.fsencode(d) for d, _ in walk.skipped_dirs]
     removed = [
-        Path(os.fsdecode(path)) for path in known
+        path for path in known
         if path not in walk.files and _under_any(path, roots) and not _under_any(path, skipped)
     ]
-    return Plan(new, changed, removed, unchanged)
+    new, moved, removed = _pair_moves(new, removed, walk, known)
+    return Plan(new, changed, [Path(os.fsdecode(p)) for p in removed], unchanged, moved)
+
+
+def _pair_moves(new: list[Path], removed: list[bytes], walk: Walk,
+                known: dict[bytes, tuple[FileIdentity, str]]) -> tuple[list[Path], list[tuple[Path, Path]], list[bytes]]:
+    """Pair a vanished file with a new one that has its inode, size and mtime: it was moved."""
+    vanished = {known[path][0]: path for path in removed}
+    still_new: list[Path] = []
+    moved: list[tuple[Path, Path]] = []
+    for path in new:
+        old = vanished.pop(walk.files[os.fsencode(path)], None)
+        if old is None:
+            still_new.append(path)
+        else:
+            moved.append((Path(os.fsdecode(old)), path))
+    gone = set(vanished.values())
+    return still_new, moved, [p for p in removed if p in gone]
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:

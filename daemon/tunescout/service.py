@@ -321,11 +321,15 @@ class Service:
             else:
                 ready.append(path)
         self.store.enqueue(ready, PRIORITY_BACKFILL)
+        for old, new in plan.moved:
+            self.store.rename(old, new, tree=False)
+            log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
         removed = self.store.remove_files(plan.removed) if plan.removed else 0
-        log.info("reconciled %d files: %d new, %d changed, %d removed, %d unchanged",
-                 len(walk.files), len(plan.new), len(plan.changed), removed, plan.unchanged,
-                 extra={"EVENT": "reconciled", "FILES": len(walk.files), "NEW": len(plan.new),
-                        "CHANGED": len(plan.changed), "REMOVED": removed})
+        log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
+                 len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
+                 plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),
+                                        "NEW": len(plan.new), "CHANGED": len(plan.changed),
+                                        "MOVED": len(plan.moved), "REMOVED": removed})
         self._next_rescan = time.monotonic() + self.config.intake.rescan_interval_s
 
     # --- status -------------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Change detection on real inotify: complete files only, moves keep their analysis."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from conftest import Daemon, Library, wait_for
+
+
+def _analysed(daemon: Daemon, path: Path) -> int:
+    return daemon.log().count(f"analysed {path}\n")
+
+
+def _show(library: Library, path: Path) -> dict:
+    proc = library.cli("show", str(path), "--json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {}
+
+
+def _started(tmp_path: Path, start_daemon) -> tuple[Library, Daemon]:
+    library = Library(tmp_path, intake={"settle": "1 s"})
+    daemon = start_daemon(library)
+    daemon.wait_log("reconciled")
+    return library, daemon
+
+
+def test_slow_copy_is_analysed_once_when_complete(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    path = library.music / "slow.flac"
+    with path.open("wb") as fh:  # about 1 MB/s in small writes, for 3 s
+        for _ in range(12):
+            fh.write(os.urandom(80_000))
+            fh.flush()
+            time.sleep(0.25)
+    wait_for(lambda: _analysed(daemon, path) == 1, 30, what="the copied file analysed")
+    time.sleep(2)
+    assert _analysed(daemon, path) == 1
+    assert _show(library, path)["size_bytes"] == 12 * 80_000  # the complete file, not a prefix
+    assert daemon.stop() == 0
+
+
+def test_temp_names_are_ignored_until_renamed(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    for temp, final in (("a.flac.part", "a.flac"), (".b.flac.Xy12Zq", "b.flac"),
+                        ("c.mp3.crdownload", "c.mp3")):
+        (library.music / temp).write_bytes(os.urandom(5000))
+        time.sleep(1.5)  # longer than settle: a temp name must still not be analysed
+        assert f"analysed {library.music / temp}" not in daemon.log()
+        os.rename(library.music / temp, library.music / final)
+    for final in ("a.flac", "b.flac", "c.mp3"):
+        wait_for(lambda f=final: _analysed(daemon, library.music / f) == 1, 30, what=f"{final}")
+    assert "part" not in library.cli("status").stdout.decode()
+    assert library.json("status")["files"] == 3
+    assert daemon.stop() == 0
+
+
+def test_moves_and_folder_renames_keep_the_analysis(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    album = library.music / "Album"
+    album.mkdir()
+    for name in ("1.flac", "2.flac"):
+        (album / name).write_bytes(os.urandom(4000))
+    single = library.music / "single.flac"
+    single.write_bytes(os.urandom(4000))
+    for path in (album / "1.flac", album / "2.flac", single):
+        wait_for(lambda p=path: _analysed(daemon, p) == 1, 30, what=f"{path.name} analysed")
+    before = _show(library, album / "1.flac")
+
+    os.rename(album, library.music / "Album (2020)")
+    (library.music / "Singles").mkdir()
+    os.rename(single, library.music / "Singles" / "single.flac")
+    moved = library.music / "Album (2020)" / "1.flac"
+    wait_for(lambda: _show(library, moved).get("digest") == before["digest"], 30,
+             what="the renamed folder's files at their new paths")
+    wait_for(lambda: _show(library, library.music / "Singles" / "single.flac"), 30,
+             what="the moved file at its new path")
+    time.sleep(2)  # settle + a margin: nothing is analysed again
+    assert _show(library, moved)["analysed_at"] == before["analysed_at"]
+    assert "analysed " + str(library.music / "Album (2020)") not in daemon.log()
+    assert _analysed(daemon, library.music / "Singles" / "single.flac") == 0
+    assert library.json("status")["files"] == 3
+    assert daemon.stop() == 0
+
+
+def test_delete_and_edit(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    doomed = library.music / "doomed.flac"
+    edited = library.music / "edited.flac"
+    doomed.write_bytes(os.urandom(3000))
+    edited.write_bytes(os.urandom(3000))
+    wait_for(lambda: _analysed(daemon, doomed) == 1 and _analysed(daemon, edited) == 1, 30,
+             what="both analysed")
+    doomed.unlink()
+    with edited.open("ab") as fh:
+        fh.write(b"more")
+    wait_for(lambda: _analysed(daemon, edited) == 2, 30, what="the edited file analysed again")
+    wait_for(lambda: library.json("status")["files"] == 1, 30, what="the deleted file forgotten")
+    # an event without a change (a player opening the file for writing) costs nothing
+    with edited.open("r+b"):
+        pass
+    time.sleep(2.5)
+    assert _analysed(daemon, edited) == 2
+    assert daemon.stop() == 0
+
+
+def test_a_folder_copied_in_is_analysed(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    src = tmp_path / "incoming" / "Artist" / "Album"
+    src.mkdir(parents=True)
+    for i in range(4):
+        (src / f"{i}.flac").write_bytes(os.urandom(3000))
+    shutil.move(str(tmp_path / "incoming" / "Artist"), library.music / "Artist")
+    wait_for(lambda: library.json("status")["analysed"] == 4, 30, what="the moved-in folder analysed")
+    assert daemon.stop() == 0
