@@ -20,6 +20,7 @@ class Walk:
     """What one walk of the library found."""
 
     files: dict[bytes, FileIdentity] = field(default_factory=dict)
+    dirs: int = 0  # folders walked, to compare with the inotify watches placed
     complete_roots: list[Path] = field(default_factory=list)  # roots walked without a gap
     skipped_dirs: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -29,6 +30,7 @@ def _walk_dir(top: bytes, extensions: frozenset[str], walk: Walk,
     stack = [top]
     while stack:
         folder = stack.pop()
+        walk.dirs += 1
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:

@@ -312,6 +312,9 @@ class Service:
         walk, self._walk, self._walking = self._walk, None, False
         assert walk is not None
         plan = plan_reconcile(walk, self.store.identities(), self.store.queued_paths())
+        inotify_roots = tuple(r for r, m in self.watcher.modes.items() if m.startswith("inotify"))
+        if inotify_roots and set(inotify_roots) == set(walk.complete_roots):
+            self.watcher.check_coverage(walk.dirs)
         ready, settling = [], 0
         for path in plan.new + plan.changed:
             identity = walk.files[os.fsencode(path)]

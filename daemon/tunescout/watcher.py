@@ -73,6 +73,30 @@ def needs_polling(fs_type: str) -> bool:
     return fs_type in NETWORK_FS_TYPES or fs_type.startswith("fuse")
 
 
+def count_inotify_watches(pid: str = "self") -> int:
+    """Count the inotify watches this process holds (the "inotify wd:" lines of its fdinfo)."""
+    total = 0
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    try:
+        entries = list(fdinfo.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            total += entry.read_text().count("inotify wd:")
+        except OSError:
+            continue  # closed meanwhile
+    return total
+
+
+def watch_limit() -> int | None:
+    """Return fs.inotify.max_user_watches, or None when it cannot be read."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class _Handler(FileSystemEventHandler):
     """Turn watchdog events into Changes on a queue; runs on the observer's thread."""
 
@@ -155,6 +179,28 @@ class Watcher:
         log.info("watching %s with inotify (%s)", root, fs_type,
                  extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
         return "inotify"
+
+    def check_coverage(self, dirs: int) -> bool:
+        """Compare the watches placed with the folders under inotify roots; warn when short.
+
+        watchdog silently stops adding watches at fs.inotify.max_user_watches: folders past it
+        get no events, so say so, with the sysctl that fixes it, and let the rescan cover them.
+        """
+        if "inotify" not in self.modes.values() or dirs == 0:
+            return True
+        watches = count_inotify_watches()
+        if watches >= dirs:
+            return True
+        limit = watch_limit()
+        needed = max(dirs * 2, 524288)
+        log.warning("only %d of %d library folders are watched (inotify watch limit %s); the rest "
+                    "are covered by the periodic rescan. Fix: sysctl fs.inotify.max_user_watches=%d "
+                    "(and in /etc/sysctl.d/ to keep it)", watches, dirs, limit, needed, extra={"EVENT": "watch_limit", "WATCHES": watches, "FOLDERS": dirs,
+                                   "WATCH_LIMIT": limit, "WATCHES_NEEDED": needed})
+        for root, mode in self.modes.items():
+            if mode == "inotify":
+                self.modes[root] = "inotify-partial"
+        return False
 
     def summary(self) -> str:
         """Return how the roots are watched, for the status line: "inotify", "poll", "mixed"."""
