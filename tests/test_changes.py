@@ -115,3 +115,17 @@ def test_a_folder_copied_in_is_analysed(tmp_path: Path, start_daemon) -> None:
     shutil.move(str(tmp_path / "incoming" / "Artist"), library.music / "Artist")
     wait_for(lambda: library.json("status")["analysed"] == 4, 30, what="the moved-in folder analysed")
     assert daemon.stop() == 0
+
+
+def test_polling_mode_by_configuration(tmp_path: Path, start_daemon) -> None:
+    library = Library(tmp_path, library={"watch": "poll", "poll_interval": "0.5 s"},
+                      intake={"settle": "0.5 s"})
+    daemon = start_daemon(library)
+    daemon.wait_log("by polling every 0.5 s (configured)")
+    path = library.music / "polled.flac"
+    path.write_bytes(os.urandom(3000))
+    wait_for(lambda: _analysed(daemon, path) == 1, 30, what="the file found by polling")
+    (library.music / "polled.flac").rename(library.music / "renamed.flac")
+    wait_for(lambda: _show(library, library.music / "renamed.flac"), 30, what="the rename seen")
+    assert library.json("status")["daemon"]["status"].endswith("poll")
+    assert daemon.stop() == 0

@@ -164,14 +164,14 @@ class Watcher:
         use_poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
         if use_poll:
             why = "configured" if self.mode == "poll" else f"{fs_type} does not report remote changes to inotify"
-            log.info("watching %s by polling every %.0f s (%s)", root, self.poll_interval_s, why,
+            log.info("watching %s by polling every %g s (%s)", root, self.poll_interval_s, why,
                      extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
             polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
             return "poll"
         try:
             inotify.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
         except OSError as exc:
-            log.warning("cannot watch %s with inotify (%s); polling every %.0f s instead",
+            log.warning("cannot watch %s with inotify (%s); polling every %g s instead",
                         root, exc.strerror, self.poll_interval_s,
                         extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
             polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
