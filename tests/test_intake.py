@@ -79,3 +79,12 @@ def test_vanished_and_forgotten_files(tmp_path: Path) -> None:
     settler.forget_under(tmp_path / "d")
     assert settler.ready(time.time() + 10) == []
     assert len(settler) == 0
+
+
+@pytest.mark.parametrize("name", ["a.mp3", "._a.mp3", ".~lock.flac", "~$x.wav", "a.jpg", ".flac",
+                                  "b.FLAC", "c.mp3.part", ".c.mp3.Xy12Zq", "noext"])
+def test_the_walks_bytes_check_agrees_with_the_watchers(name: str) -> None:
+    from tunescout.scan import _is_audio_name
+
+    raw = frozenset(e.encode() for e in AUDIO_EXTENSIONS)
+    assert _is_audio_name(name.encode(), raw) is is_candidate(Path("/m") / name, AUDIO_EXTENSIONS)

@@ -27,10 +27,17 @@ def is_temp_name(name: str) -> bool:
 
 def is_candidate(path: Path, extensions: frozenset[str]) -> bool:
     """Return True when the path names an audio file (by extension) that is not a temp file."""
-    name = path.name
-    if is_temp_name(name) or name.startswith("._"):  # "._x.mp3": macOS resource forks
+    return is_candidate_name(path.name, extensions)
+
+
+def is_candidate_name(name: str, extensions: frozenset[str]) -> bool:
+    """Return True when a file name is an audio file's (by extension) and not a temp name."""
+    dot = name.rfind(".")
+    if dot <= 0 or name[dot:].lower() not in extensions:
         return False
-    return path.suffix.lower() in extensions
+    # with an audio extension, only the prefix forms of temp names remain possible (rsync's
+    # ".name.XXXXXX" and "*.part" end otherwise); "._x.mp3" is a macOS resource fork
+    return not name.startswith((".~", "~$", "._"))
 
 
 @dataclass

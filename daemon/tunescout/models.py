@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Version of each feature group. Raising one makes the daemon recompute only that group.
 FEATURE_VERSIONS: dict[str, int] = {
@@ -23,9 +23,11 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class FileIdentity:
-    """What a stat says about a file; unchanged identity means nothing to do."""
+class FileIdentity(NamedTuple):
+    """What a stat says about a file; unchanged identity means nothing to do.
+
+    A NamedTuple rather than a dataclass: a reconcile builds one per file, 100,000 at a time.
+    """
 
     dev: int
     ino: int

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunescout.intake import is_candidate
 from tunescout.models import FileIdentity
 
 log = logging.getLogger(__name__)
@@ -25,8 +24,15 @@ class Walk:
     skipped_dirs: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _is_audio_name(name: bytes, extensions: frozenset[bytes]) -> bool:
+    """is_candidate_name on the raw bytes of a name: the walk's hot path decodes nothing."""
+    dot = name.rfind(b".")
+    return dot > 0 and name[dot:].lower() in extensions and not name.startswith((b".~", b"~$", b"._"))
+
+
 def _walk_dir(top: bytes, extensions: frozenset[str], walk: Walk,
               seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[bytes, os.stat_result]]:
+    bext = frozenset(os.fsencode(e) for e in extensions)
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -38,16 +44,25 @@ def _walk_dir(top: bytes, extensions: frozenset[str], walk: Walk,
             continue
         for entry in entries:
             try:
-                st = entry.stat(follow_symlinks=True)
+                is_dir = entry.is_dir()  # from the directory entry's type: no stat
             except OSError:
-                continue  # a dangling symlink or a file that just vanished
-            if stat.S_ISDIR(st.st_mode):
+                continue
+            if is_dir:
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
                 key = (st.st_dev, st.st_ino)
                 if key not in seen_dirs:  # a symlink loop or a second link to a folder: once
                     seen_dirs.add(key)
                     stack.append(entry.path)
-            elif stat.S_ISREG(st.st_mode) and is_candidate(Path(os.fsdecode(entry.name)), extensions):
-                yield entry.path, st
+            elif _is_audio_name(entry.name, bext):
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue  # a dangling symlink or a file that just vanished
+                if stat.S_ISREG(st.st_mode):
+                    yield entry.path, st
 
 
 def walk_library(roots: tuple[Path, ...], extensions: frozenset[str]) -> Walk:

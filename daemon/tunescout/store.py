@@ -354,7 +354,8 @@ class Store:
     def identities(self) -> dict[bytes, tuple[FileIdentity, str]]:
         """Return every known file's identity and state, keyed by path bytes, for reconcile."""
         rows = self._conn.execute("SELECT path, dev, ino, size, mtime_ns, state FROM files")
-        return {r[0]: (FileIdentity(r[1], r[2], r[3], r[4]), r[5]) for r in rows}
+        make = FileIdentity._make
+        return {r[0]: (make(r[1:5]), r[5]) for r in rows}
 
     def file_identity(self, path: Path) -> tuple[FileIdentity, str] | None:
         """Return the identity and state recorded for one file, or None when it is unknown."""

@@ -34,6 +34,9 @@ NETWORK_FS_TYPES = frozenset(
 )
 
 
+OBSERVER_TIMEOUT_S = 5.0
+
+
 @dataclass(frozen=True)
 class Change:
     """Something happened below a root: a file was written, moved or deleted, or a folder."""
@@ -145,7 +148,8 @@ class Watcher:
 
     def start(self) -> None:
         """Start watching every root that exists; a missing root is logged and skipped."""
-        inotify: BaseObserver = Observer()
+        # threads wake at this interval only to check for stop(): keep an idle daemon quiet
+        inotify: BaseObserver = Observer(timeout=OBSERVER_TIMEOUT_S)
         polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
         for root in self.roots:
             self.modes[root] = self._schedule(root, inotify, polling)
@@ -211,5 +215,5 @@ class Watcher:
         for observer in self._observers:
             observer.stop()
         for observer in self._observers:
-            observer.join(timeout=5)
+            observer.join(timeout=OBSERVER_TIMEOUT_S + 5)
         self._observers.clear()

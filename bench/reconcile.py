@@ -1,0 +1,135 @@
+"""A no-change reconcile of a 100,000-file library against `find`, and the idle daemon's wake-ups.
+
+    python bench/reconcile.py [--files 100000] [--idle 60]
+
+Builds a tree of small files (not real audio) with their database rows already present, then
+times, interleaved and repeated, tunescout's stat-only walk plus its comparison with the database
+against `find ROOT -type f -printf '%s %T@ %i\\n'` on the same tree (target: <= 1.5x). Then runs the
+daemon on that library and counts its context switches over --idle seconds (target: no periodic
+wake-ups more often than once a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from tunescout.models import AUDIO_EXTENSIONS
+from tunescout.scan import plan_reconcile, walk_library
+from tunescout.store import Store
+
+
+def build(root: Path, files: int, db: Path) -> None:
+    music = root / "music"
+    rows = []
+    per_album = 12
+    for i in range(files):
+        folder = music / f"artist{i // 1200:03d}" / f"album{(i // per_album) % 100:03d}"
+        if i % per_album == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{i % per_album:02d} track {i}.flac"
+        path.write_bytes(b"x" * (100 + i % 50))
+        st = path.stat()
+        rows.append((os.fsencode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    Store.open(db).close()  # the real schema
+    # bench set-up only: rows as the daemon would have left them after analysing everything
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany("INSERT INTO files (path, dev, ino, size, mtime_ns, state, first_seen) "
+                         "VALUES (?, ?, ?, ?, ?, 'analysed', 0)", rows)
+    conn.close()
+
+
+def time_reconcile(music: Path, db: Path) -> float:
+    start = time.perf_counter()
+    store = Store.open_readonly(db)
+    walk = walk_library((music,), AUDIO_EXTENSIONS)
+    plan = plan_reconcile(walk, store.identities(), store.queued_paths())
+    store.close()
+    elapsed = time.perf_counter() - start
+    assert not plan.new and not plan.changed and not plan.removed, "the tree changed"
+    return elapsed
+
+
+def time_find(music: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["find", str(music), "-type", "f", "-printf", "%s %T@ %i\n"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _voluntary_switches(pid: int) -> int:
+    """Sum the voluntary context switches (wake-ups after sleeping) of every thread."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def idle_wakeups(root: Path, db: Path, seconds: float) -> tuple[float, float]:
+    config = root / "c.toml"
+    config.write_text(f'[library]\npaths = ["{root / "music"}"]\n[store]\npath = "{db}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "tunescout", "--config", str(config), "run",
+                             "--log-target", "stderr"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "reconciled" in line:
+                break
+        time.sleep(5)  # let the start-up settle
+        daemon = psutil.Process(proc.pid)
+        ctx0, cpu0 = _voluntary_switches(proc.pid), daemon.cpu_times()
+        time.sleep(seconds)
+        ctx1, cpu1 = _voluntary_switches(proc.pid), daemon.cpu_times()
+        wakeups = (ctx1 - ctx0) / seconds
+        cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / seconds * 100
+        return wakeups, cpu
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tunescout-reconcile-") as tmp:
+        root = Path(tmp)
+        db = root / "t.db"
+        start = time.perf_counter()
+        build(root, args.files, db)
+        print(f"built {args.files:,} files in {time.perf_counter() - start:.0f} s")
+        music = root / "music"
+        time_find(music)  # warm the dentry and inode caches for both
+        ours, finds = [], []
+        for _ in range(args.rounds):
+            finds.append(time_find(music))
+            ours.append(time_reconcile(music, db))
+        f, o = statistics.median(finds), statistics.median(ours)
+        print(f"no-change reconcile of {args.files:,} files (median of {args.rounds}, warm cache)")
+        print(f"  find -printf:        {f:7.3f} s")
+        print(f"  tunescout reconcile: {o:7.3f} s")
+        print(f"  ratio:               {o / f:7.2f}x  (target <= 1.5x)")
+        if args.idle > 0:
+            wakeups, cpu = idle_wakeups(root, db, args.idle)
+            print(f"idle daemon over {args.idle:.0f} s: {wakeups:.2f} wake-ups/s (all threads), "
+                  f"{cpu:.3f} % CPU  (target: < 1 wake-up/s)")
+
+
+if __name__ == "__main__":
+    main()
