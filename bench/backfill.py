@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from audio import write_track  # noqa: E402
-
 from tunescout.supervisor import ZygoteHandle  # noqa: E402
 
 
@@ -109,7 +108,8 @@ def daemon_rss_mb(config: Path, total: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()

@@ -114,7 +114,7 @@ def plan_reconcile(walk: Walk, known: dict[bytes, tuple[FileIdentity, str]],
                 new.append(Path(os.fsdecode(path)))
             continue
         old_identity, state = entry
-        if old_identity != identity or state == "pending" and path not in queued:
+        if old_identity != identity or (state == "pending" and path not in queued):
             changed.append(Path(os.fsdecode(path)))
         else:
             unchanged += 1
@@ -129,7 +129,8 @@ def plan_reconcile(walk: Walk, known: dict[bytes, tuple[FileIdentity, str]],
 
 
 def _pair_moves(new: list[Path], removed: list[bytes], walk: Walk,
-                known: dict[bytes, tuple[FileIdentity, str]]) -> tuple[list[Path], list[tuple[Path, Path]], list[bytes]]:
+                known: dict[bytes, tuple[FileIdentity, str]],
+                ) -> tuple[list[Path], list[tuple[Path, Path]], list[bytes]]:
     """Pair a vanished file with a new one that has its inode, size and mtime: it was moved."""
     vanished = {known[path][0]: path for path in removed}
     still_new: list[Path] = []

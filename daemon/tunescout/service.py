@@ -212,7 +212,8 @@ class Service:
         elif change.kind == "deleted":
             self.settler.forget(change.path)
             if self.store.remove_files([change.path]):
-                log.info("removed %s", change.path, extra={"EVENT": "removed", "TRACK_PATH": str(change.path)})
+                log.info("removed %s", change.path,
+                         extra={"EVENT": "removed", "TRACK_PATH": str(change.path)})
         elif change.kind == "moved" and change.dest is not None:
             self.settler.forget(change.path)
             if not is_candidate(change.dest, exts):

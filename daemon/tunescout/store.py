@@ -161,7 +161,8 @@ class Store:
                 f"({SCHEMA_VERSION}): upgrade tunescout"
             )
         if version < SCHEMA_VERSION:
-            raise StoreError(f"the database {path} has an old schema ({version}): start the daemon to migrate it")
+            raise StoreError(f"the database {path} has an old schema ({version}): "
+                             "start the daemon to migrate it")
         return cls(conn, path, readonly=True)
 
     def close(self) -> None:

@@ -100,7 +100,7 @@ class ZygoteHandle:
 
     def receive(self) -> tuple[list[dict[str, Any]], bool]:
         """Return the messages waiting on the socket, and whether the zygote has gone away."""
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             try:
                 data = self.sock.recv(65536, socket.MSG_DONTWAIT)
@@ -345,7 +345,8 @@ class Supervisor:
                 if line.strip():
                     self._handle_line(batch, line)
             if len(batch.buffer) > protocol.MAX_LINE_BYTES:
-                self._protocol_error(batch, f"a result line longer than {format_size(protocol.MAX_LINE_BYTES)}")
+                limit = format_size(protocol.MAX_LINE_BYTES)
+                self._protocol_error(batch, f"a result line longer than {limit}")
                 batch.buffer = b""
 
     def _handle_line(self, batch: Batch, line: bytes) -> None:

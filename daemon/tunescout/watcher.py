@@ -167,7 +167,8 @@ class Watcher:
         fs_type = filesystem_type(root)
         use_poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
         if use_poll:
-            why = "configured" if self.mode == "poll" else f"{fs_type} does not report remote changes to inotify"
+            why = ("configured" if self.mode == "poll"
+                   else f"{fs_type} does not report remote changes to inotify")
             log.info("watching %s by polling every %g s (%s)", root, self.poll_interval_s, why,
                      extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
             polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
@@ -199,7 +200,8 @@ class Watcher:
         needed = max(dirs * 2, 524288)
         log.warning("only %d of %d library folders are watched (inotify watch limit %s); the rest "
                     "are covered by the periodic rescan. Fix: sysctl fs.inotify.max_user_watches=%d "
-                    "(and in /etc/sysctl.d/ to keep it)", watches, dirs, limit, needed, extra={"EVENT": "watch_limit", "WATCHES": watches, "FOLDERS": dirs,
+                    "(and in /etc/sysctl.d/ to keep it)", watches, dirs, limit, needed,
+                    extra={"EVENT": "watch_limit", "WATCHES": watches, "FOLDERS": dirs,
                                    "WATCH_LIMIT": limit, "WATCHES_NEEDED": needed})
         for root, mode in self.modes.items():
             if mode == "inotify":

@@ -184,7 +184,7 @@ class Zygote:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         while True:
-            readable, _, _ = select.select([self.sock, wake_r], [], [])
+            readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
             if wake_r in readable:
                 while True:
                     try:
@@ -193,7 +193,7 @@ class Zygote:
                     except BlockingIOError:
                         break
                 self.reap()
-            if self.sock in readable:
+            if self.sock.fileno() in readable:
                 data, fds, _, _ = socket.recv_fds(self.sock, 65536, 4)
                 if not data:
                     self.kill_all()

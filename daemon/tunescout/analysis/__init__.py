@@ -11,20 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, Block, to_mono
-from tunescout.analysis.features import compute_features
+from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, to_mono
+from tunescout.analysis.features import FeatureAccumulator, compute_features
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.tags import TagReport, read_tags
 from tunescout.errors import AnalysisError
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup, TrackAnalysis
 
-__all__ = ["ANALYSIS_RATE_HZ", "MAX_FEATURE_S", "analyse_file", "warm_up"]
+__all__ = ["ANALYSIS_RATE_HZ", "analyse_file", "warm_up"]
 
 log = logging.getLogger(__name__)
-
-MAX_FEATURE_S = 600.0
-"""Rhythm, tonal and timbre features look at most at the first 10 minutes (about 50 MB of signal
-and 400 MB of spectrogram views); digest, duration and loudness always cover the whole file."""
 
 
 def analyse_file(path: Path) -> TrackAnalysis:
@@ -37,10 +33,8 @@ def analyse_file(path: Path) -> TrackAnalysis:
     stage = "reading tags"
     try:
         report, tags_error = _tags_or_error(path)
-        stage = "decoding"
-        signal, digest, duration_s, loudness = _decode(path)
-        stage = "computing features"
-        groups = compute_features(signal, ANALYSIS_RATE_HZ)
+        stage = "decoding and computing features"
+        digest, duration_s, groups = _decode_and_measure(path)
     except MemoryError as exc:
         raise AnalysisError("memory", f"out of memory while {stage}") from exc
     return TrackAnalysis(
@@ -49,7 +43,7 @@ def analyse_file(path: Path) -> TrackAnalysis:
         tags=report.tags,
         cover=report.cover,
         tags_error=tags_error,
-        features=(*groups, loudness),
+        features=groups,
     )
 
 
@@ -63,32 +57,31 @@ def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
         return TagReport(), str(exc)
 
 
-def _decode(path: Path) -> tuple[Block, str, float, FeatureGroup]:
-    """Decode the whole file once: loudness from every block, features from the first part."""
-    with AudioReader(path) as reader:
+def _decode_and_measure(path: Path) -> tuple[str, float, tuple[FeatureGroup, ...]]:
+    """Decode the file once, block by block, feeding loudness and every feature as it goes.
+
+    Nothing here grows with the file but the onset envelope (see `features`): a three-minute
+    track and a three-hour mix take the same path and about the same memory.
+    """
+    with AudioReader(path, mono=True) as reader:
         native = reader.info.sample_rate_hz > 0
         meter = LoudnessMeter(
             reader.info.sample_rate_hz if native else reader.rate_hz, reader.info.channels
         )
         if native:
             reader.on_native = meter.add
-        limit = int(MAX_FEATURE_S * reader.rate_hz)
-        parts: list[Block] = []
-        kept = 0
+        accumulator = FeatureAccumulator(reader.rate_hz)
         for block in reader.blocks():
             if not native:
                 meter.add(block)
-            if kept < limit:
-                mono = to_mono(block)[: limit - kept]
-                parts.append(mono)
-                kept += len(mono)
+            accumulator.add(to_mono(block))
         for problem in reader.problems:
             log.warning(
                 "%s: %s", path, problem,
                 extra={"TRACK_PATH": str(path), "EVENT": "decode_problem"},
             )
-        signal = np.concatenate(parts)
-        return signal, reader.digest, reader.duration_s, _loudness_group(meter)
+        groups = (*accumulator.finish(), _loudness_group(meter))
+        return reader.digest, reader.duration_s, groups
 
 
 def _loudness_group(meter: LoudnessMeter) -> FeatureGroup:

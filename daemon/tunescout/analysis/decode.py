@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -53,6 +54,10 @@ class StreamInfo:
 class AudioReader:
     """Read one file's best audio stream as planar float32 blocks at `rate_hz`.
 
+    With `mono=True` the blocks have one channel: the channels are averaged at the stream's own
+    rate (the way librosa mixes them) and only that one channel is resampled, a block at a time,
+    which halves the resampling work for stereo and saves a conversion per packet.
+
     Use as a context manager; iterate `blocks()` once, then read `digest`, `samples` and
     `problems` (skipped packets, partial decode) for what happened on the way.
     """
@@ -64,9 +69,11 @@ class AudioReader:
         rate_hz: int = ANALYSIS_RATE_HZ,
         block_samples: int = BLOCK_SAMPLES,
         on_native: Callable[[Block], None] | None = None,
+        mono: bool = False,
     ) -> None:
         self.path = path
         self.on_native = on_native
+        self.mono = mono
         self.rate_hz = rate_hz
         self.block_samples = block_samples
         self.samples = 0
@@ -123,7 +130,10 @@ class AudioReader:
         octave (up to 1.3 LU on bright material at 22050 Hz).
         """
         try:
-            yield from self._blocks()
+            if self.mono and self.info.sample_rate_hz > 0:
+                yield from self._mono_blocks()
+            else:
+                yield from self._blocks()
         except av.error.FFmpegError as exc:  # e.g. the resampler rejecting a frame
             raise AnalysisError("decode", _reason(exc)) from exc
         self._finished = True
@@ -150,11 +160,52 @@ class AudioReader:
         if self.on_native is not None:
             self.on_native(block)
 
+    def _mono_blocks(self) -> Iterator[Block]:
+        """Gather native-rate blocks, hand them to `on_native`, then mix and resample each."""
+        native = _Accumulator(self.block_samples)
+        layout = self._stream.layout if self._stream.layout.nb_channels else None
+        converter = _Resampler(self.info.sample_rate_hz, layout)
+        mixer = _MonoResampler(self.info.sample_rate_hz, self.rate_hz)
+        for frame in self._frames():
+            for chunk in converter.resample(frame):
+                if (block := native.push(chunk)) is not None:
+                    yield from self._mono_from(block, mixer)
+        for chunk in converter.flush():
+            if (block := native.push(chunk)) is not None:
+                yield from self._mono_from(block, mixer)
+        if (block := native.flush()) is not None:
+            yield from self._mono_from(block, mixer)
+        if (tail := mixer.flush()).shape[1]:
+            self.samples += tail.shape[1]
+            yield tail
+
+    def _mono_from(self, block: Block, mixer: _MonoResampler) -> Iterator[Block]:
+        """Deliver one native block, then yield its mono mix at the analysis rate."""
+        self._deliver_native(block)
+        out = mixer.resample(to_mono(block))
+        if out.shape[1]:
+            self.samples += out.shape[1]
+            yield out
+
     def _decoded_chunks(self) -> Iterator[tuple[Block, Block | None]]:
-        """Demux, hash, decode and resample packet by packet; pair each chunk with its native twin."""
+        """Resample every frame; pair each analysis-rate chunk with its native twin."""
         layout = self._stream.layout if self._stream.layout.nb_channels else None
         resampler = _Resampler(self.rate_hz, layout)
         native = _Resampler(self.info.sample_rate_hz, layout) if self.on_native else None
+        for frame in self._frames():
+            if native is not None:
+                for native_chunk in native.resample(frame):
+                    yield _EMPTY, native_chunk
+            for chunk in resampler.resample(frame):
+                yield chunk, None
+        if native is not None:
+            for native_chunk in native.flush():
+                yield _EMPTY, native_chunk
+        for chunk in resampler.flush():
+            yield chunk, None
+
+    def _frames(self) -> Iterator[av.AudioFrame]:
+        """Demux, hash and decode packet by packet, skipping (and counting) corrupt ones."""
         bad_packets = 0
         for packet in self._demuxed():
             try:
@@ -167,17 +218,7 @@ class AudioReader:
                     ) from exc
                 continue
             self._good_packets += 1
-            for frame in decoded:
-                if native is not None:
-                    for native_chunk in native.resample(frame):
-                        yield _EMPTY, native_chunk
-                for chunk in resampler.resample(frame):
-                    yield chunk, None
-        if native is not None:
-            for native_chunk in native.flush():
-                yield _EMPTY, native_chunk
-        for chunk in resampler.flush():
-            yield chunk, None
+            yield from decoded
         if bad_packets:
             self.problems.append(f"skipped {bad_packets} corrupt packet(s)")
 
@@ -241,10 +282,16 @@ class _Resampler:
     def resample(self, frame: av.AudioFrame) -> Iterator[Block]:
         """Yield the frame's samples; a mid-stream format change starts a new resampler."""
         source = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._layout is None:
+            self._layout = frame.layout
+        if source == ("fltp", self._layout.name, self.rate_hz):
+            # Already what we want (MP3, AAC, Vorbis, Opus decoders output planar float):
+            # skip a copy through libswresample.
+            yield from self.flush()
+            yield frame.to_ndarray().astype(np.float32, copy=False)
+            return
         if self._resampler is None or source != self._source:
             yield from self.flush()
-            if self._layout is None:
-                self._layout = frame.layout
             # Keep the first layout so every block has the same channels (loudness filters
             # keep per-channel state); only a stream that changes layout gets remixed.
             self._resampler = av.AudioResampler(format="fltp", layout=self._layout,
@@ -259,6 +306,38 @@ class _Resampler:
             for out in self._resampler.resample(None):
                 yield out.to_ndarray().astype(np.float32, copy=False)
             self._resampler = None
+
+
+class _MonoResampler:
+    """Resample one channel a block at a time, keeping the resampler's state between blocks."""
+
+    def __init__(self, source_hz: int, rate_hz: int) -> None:
+        self._source_hz = source_hz
+        self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate_hz)
+        self._pts = 0
+
+    def resample(self, mono: Block) -> Block:
+        """Return the (1, n) resampled samples of a 1-D block (n may be 0 while it fills)."""
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(mono, dtype=np.float32)[None, :], format="fltp", layout="mono"
+        )
+        frame.sample_rate = self._source_hz
+        frame.pts = self._pts
+        frame.time_base = Fraction(1, self._source_hz)
+        self._pts += len(mono)
+        return self._joined(self._resampler.resample(frame))
+
+    def flush(self) -> Block:
+        """Return what the resampler still holds."""
+        return self._joined(self._resampler.resample(None))
+
+    @staticmethod
+    def _joined(frames: list[av.AudioFrame]) -> Block:
+        """Concatenate output frames into one (1, n) float32 block."""
+        parts = [frame.to_ndarray().astype(np.float32, copy=False) for frame in frames]
+        if not parts:
+            return np.zeros((1, 0), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def to_mono(block: Block) -> Block:

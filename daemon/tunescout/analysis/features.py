@@ -1,33 +1,54 @@
-"""Compute the rhythm, tonal and timbre feature groups from one shared STFT of a mono signal.
+"""Compute the rhythm, tonal and timbre feature groups block by block, in bounded memory.
 
-One magnitude spectrogram (n_fft 2048, hop 512 at the analysis rate) feeds everything: its power
-makes the mel spectrogram (onsets, tempo, MFCC) and the chroma (key); the magnitude gives the
-spectral shape. Values are plain Python numbers; anything undefined (NaN, silence) is None.
+Decoded mono blocks are cut into STFT frames (n_fft 2048, hop 512 at the analysis rate, a Hann
+window, centred as librosa centres them: the tail of one block is carried into the next). Each
+block's frames feed one shared spectrogram; from it come the mel spectrogram (onsets, MFCC),
+the spectral shape and the chroma, and each is folded at once into running statistics, so a
+three-minute track and a three-hour mix run the same code and hold the same few megabytes.
+
+The only state that grows with the file is the onset envelope: one float32 per hop (43 per
+second; 620 KB per hour of audio), kept whole because tempo and onset counting need it. Tempo
+comes from its autocorrelation, accumulated over fixed chunks of the envelope for lags up to
+MAX_LAG_FRAMES, never from a whole-file tempogram.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
 import librosa
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
+import scipy.signal
 
 from tunescout.analysis.key import estimate_key
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup
 
 N_FFT = 2048
 HOP = 512
+N_BINS = 1 + N_FFT // 2
 N_MELS = 128
 N_MFCC = 13
+N_CHROMA = 12
+MEL_FLOOR_DB = -70.0
+"""Mel power below this is clipped: 80 dB under a full-scale sine (which peaks at +40 dB here).
+
+librosa's `power_to_db` clips 80 dB under the loudest value of the whole array it is given; a
+fixed floor gives the same result on ordinary music and does not need the whole file first.
+"""
+AMIN = 1e-10
 MIN_BPM = 60.0
 MAX_BPM = 200.0
 TUNING_FRAME_STEP = 8
-CHUNK_FRAMES = 1024  # frames per slice for per-frame features (8 MB of float64 temporaries)
+TUNING_BINS = 101  # librosa's pitch_tuning histogram: resolution 0.01 of a semitone
+ROLL_PERCENT = 0.85
+ZCR_THRESHOLD = 1e-10
+MAX_LAG_FRAMES = 8192
+"""Autocorrelation lags computed for tempo (190 s); refining the beat period uses its multiples."""
+ACF_CHUNK_FRAMES = 8192
+"""Envelope frames per autocorrelation chunk: FFTs of 16384 points, whatever the file's length."""
 PEAK_SHARE = 0.5
 """The fastest tempo whose periodicity is at least this share of the strongest one wins.
 
@@ -37,53 +58,250 @@ halving it, while a weak off-beat (an eighth-note hi-hat) stays below the share.
 
 Signal = npt.NDArray[np.float32]
 FloatArray = npt.NDArray[np.floating]
+Float64Array = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class Spectra:
-    """The spectrogram views every feature is computed from."""
+class Moments:
+    """Running count, mean and sum of squared deviations of vectors (Chan et al.'s merge)."""
 
-    magnitude: FloatArray  # |STFT|, (1 + N_FFT/2, frames)
-    power: FloatArray  # |STFT|², same shape
-    mel_db: FloatArray  # log-power mel spectrogram, (N_MELS, frames)
+    def __init__(self, size: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(size)
+        self._m2 = np.zeros(size)
 
+    def add(self, rows: FloatArray) -> None:
+        """Fold a (frames, size) batch into the statistics."""
+        n = rows.shape[0]
+        if n == 0:
+            return
+        batch = np.asarray(rows, dtype=np.float64)
+        mean = batch.mean(axis=0)
+        m2 = ((batch - mean) ** 2).sum(axis=0)
+        total = self.count + n
+        delta = mean - self.mean
+        self._m2 += m2 + delta**2 * (self.count * n / total)
+        self.mean += delta * (n / total)
+        self.count = total
 
-def compute_features(signal: Signal, rate_hz: int) -> tuple[FeatureGroup, ...]:
-    """Return the rhythm, tonal and timbre groups of a mono float32 signal."""
-    signal = _padded(signal)
-    spectra = _spectra(signal, rate_hz)
-    return (
-        _group("rhythm", rhythm_values(spectra, rate_hz, len(signal) / rate_hz)),
-        _group("tonal", tonal_values(spectra, rate_hz)),
-        _group("timbre", timbre_values(signal, spectra, rate_hz)),
-    )
-
-
-def _padded(signal: Signal) -> Signal:
-    """Pad a signal shorter than one FFT frame with silence (librosa warns otherwise)."""
-    if len(signal) >= N_FFT:
-        return signal
-    return np.pad(signal, (0, N_FFT - len(signal)))
-
-
-def _spectra(signal: Signal, rate_hz: int) -> Spectra:
-    """Compute the one STFT and the views derived from it."""
-    magnitude = np.abs(librosa.stft(signal, n_fft=N_FFT, hop_length=HOP))
-    power = magnitude**2
-    mel = librosa.feature.melspectrogram(S=power, sr=rate_hz, n_fft=N_FFT, n_mels=N_MELS)
-    return Spectra(magnitude, power, librosa.power_to_db(mel))
+    def std(self) -> Float64Array:
+        """Return the population standard deviation (numpy's default, as librosa's callers use)."""
+        if self.count == 0:
+            return np.full_like(self._m2, np.nan)
+        return np.asarray(np.sqrt(self._m2 / self.count), dtype=np.float64)
 
 
-def rhythm_values(spectra: Spectra, rate_hz: int, duration_s: float) -> dict[str, object]:
+class FeatureAccumulator:
+    """Take mono blocks at the analysis rate; give the rhythm, tonal and timbre groups at the end.
+
+    Memory is fixed by N_FFT and the block size, except for the onset envelope (see the module
+    docstring). Feed blocks of any size with `add`, then call `finish` once.
+    """
+
+    def __init__(self, rate_hz: int) -> None:
+        self.rate_hz = rate_hz
+        self.samples = 0
+        self._carry: Signal = np.zeros(N_FFT // 2, dtype=np.float32)  # librosa's centre padding
+        self._frames = 0
+        self._window = scipy.signal.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+        self._mel_basis = np.ascontiguousarray(
+            librosa.filters.mel(sr=rate_hz, n_fft=N_FFT, n_mels=N_MELS).T, dtype=np.float32
+        )
+        self._dct = np.ascontiguousarray(
+            scipy.fft.dct(np.eye(N_MELS), type=2, norm="ortho", axis=0)[:N_MFCC].T,
+            dtype=np.float32,
+        )
+        self._chroma_plain = librosa.filters.chroma(sr=rate_hz, n_fft=N_FFT, tuning=0.0).T
+        self._freqs = librosa.fft_frequencies(sr=rate_hz, n_fft=N_FFT)
+        self._shape_basis = np.stack([np.ones(N_BINS), self._freqs, self._freqs**2], axis=1)
+        self._previous_mel: Signal | None = None
+        self._envelope: list[Signal] = []
+        self._mfcc = Moments(N_MFCC)
+        self._shape_sums = np.zeros(5)  # centroid, bandwidth, rolloff, flatness, zcr
+        self._chroma_spectrum = np.zeros(N_BINS)
+        self._tuning_counts = np.zeros(TUNING_BINS - 1)
+        self._last_sign = False
+
+    def add(self, block: Signal) -> None:
+        """Frame one mono block (joined to the carried tail) and fold its frames in."""
+        if block.size == 0:
+            return
+        self.samples += len(block)
+        buffer = np.concatenate([self._carry, block.astype(np.float32, copy=False)])
+        self._consume(buffer)
+
+    def finish(self) -> tuple[FeatureGroup, ...]:
+        """Pad the end as librosa centres it and return the rhythm, tonal and timbre groups."""
+        self._consume(np.concatenate([self._carry, np.zeros(N_FFT // 2, dtype=np.float32)]))
+        envelope = (
+            np.concatenate(self._envelope) if self._envelope else np.zeros(0, dtype=np.float32)
+        )
+        duration_s = self.samples / self.rate_hz
+        return (
+            _group("rhythm", rhythm_values(envelope, self.rate_hz, duration_s)),
+            _group("tonal", self._tonal_values()),
+            _group("timbre", self._timbre_values()),
+        )
+
+    def _consume(self, buffer: Signal) -> None:
+        """Process every whole frame in `buffer`; keep what the next frame still needs."""
+        if len(buffer) < N_FFT:
+            self._carry = buffer
+            return
+        count = 1 + (len(buffer) - N_FFT) // HOP
+        used = buffer[: (count - 1) * HOP + N_FFT]
+        frames = np.lib.stride_tricks.sliding_window_view(used, N_FFT)[::HOP]
+        self._fold(frames)
+        self._shape_sums[4] += _zcr_sum(used, count)
+        self._carry = buffer[count * HOP :]
+
+    def _fold(self, frames: Signal) -> None:
+        """Fold a (count, N_FFT) batch of frames into every running statistic."""
+        spectrum = scipy.fft.rfft(frames * self._window, axis=1)
+        magnitude = np.abs(spectrum)
+        power = magnitude * magnitude
+        mel = np.maximum(power @ self._mel_basis, AMIN)
+        mel_db = np.maximum(10.0 * np.log10(mel), MEL_FLOOR_DB)
+        self._fold_onsets(mel_db)
+        self._mfcc.add(mel_db @ self._dct)
+        self._fold_shape(magnitude, power)
+        self._fold_chroma(power)
+        self._frames += len(frames)
+
+    def _fold_onsets(self, mel_db: Signal) -> None:
+        """Append the mean rise of each mel band from the frame before (librosa's onset_strength)."""
+        previous = mel_db[:1] if self._previous_mel is None else self._previous_mel[None, :]
+        rise = np.diff(mel_db, axis=0, prepend=previous)
+        self._envelope.append(np.maximum(rise, 0.0).mean(axis=1, dtype=np.float32))
+        self._previous_mel = mel_db[-1].copy()
+
+    def _fold_shape(self, magnitude: Signal, power: Signal) -> None:
+        """Add the per-frame spectral centroid, bandwidth, rolloff and flatness to their sums."""
+        moments = magnitude.astype(np.float64) @ self._shape_basis  # Σ S, Σ f·S, Σ f²·S
+        total = moments[:, 0]
+        safe = np.where(total > 0, total, 1.0)
+        centroid = moments[:, 1] / safe
+        bandwidth = np.sqrt(np.maximum(moments[:, 2] / safe - centroid**2, 0.0))
+        cumulative = np.cumsum(magnitude, axis=1)
+        reached = cumulative >= ROLL_PERCENT * cumulative[:, -1:]
+        rolloff = self._freqs[np.argmax(reached, axis=1)]
+        floored = np.maximum(power, AMIN)
+        flatness = np.exp(np.log(floored).mean(axis=1, dtype=np.float64)) / floored.mean(
+            axis=1, dtype=np.float64
+        )
+        self._shape_sums[:4] += [centroid.sum(), bandwidth.sum(), rolloff.sum(), flatness.sum()]
+
+    def _fold_chroma(self, power: Signal) -> None:
+        """Bank the frame-normalised power spectrum for chroma and every 8th frame's tuning.
+
+        Chroma is a linear map of the power spectrum, normalised per frame; the tuning that picks
+        the map is known only at the end, so the spectrum is summed now (normalised by its
+        untuned chroma peak) and mapped once in `_tonal_values`.
+        """
+        peaks = (power @ self._chroma_plain).max(axis=1)
+        scale = np.where(peaks > np.finfo(np.float32).tiny, 1.0 / np.maximum(peaks, 1e-30), 1.0)
+        self._chroma_spectrum += scale.astype(np.float64) @ power.astype(np.float64)
+        first = (-self._frames) % TUNING_FRAME_STEP
+        sampled = power[first::TUNING_FRAME_STEP]
+        if len(sampled):
+            self._tuning_counts += _tuning_histogram(sampled.T, self.rate_hz)
+
+    def _tonal_values(self) -> dict[str, object]:
+        """Return key, mode, key strength, Camelot code and mean chroma."""
+        tuning = 0.0
+        if self._tuning_counts.any():
+            edges = np.linspace(-0.5, 0.5, TUNING_BINS)
+            tuning = float(edges[int(np.argmax(self._tuning_counts))])
+        chroma_map = librosa.filters.chroma(sr=self.rate_hz, n_fft=N_FFT, tuning=tuning)
+        chroma_mean = chroma_map @ self._chroma_spectrum / max(self._frames, 1)
+        key = estimate_key(chroma_mean)
+        return {
+            "key": key.tonic if key else None,
+            "mode": key.mode if key else None,
+            "key_strength": _number(key.strength) if key else None,
+            "camelot": key.camelot if key else None,
+            "chroma_mean": _numbers(chroma_mean),
+        }
+
+    def _timbre_values(self) -> dict[str, object]:
+        """Return MFCC statistics and the mean spectral shape descriptors."""
+        means = self._shape_sums / max(self._frames, 1)
+        return {
+            "mfcc_mean": _numbers(self._mfcc.mean),
+            "mfcc_std": _numbers(self._mfcc.std()),
+            "spectral_centroid_hz": _number(means[0]),
+            "spectral_bandwidth_hz": _number(means[1]),
+            "spectral_rolloff_hz": _number(means[2]),
+            "spectral_flatness": _number(means[3]),
+            "zcr": _number(means[4]),
+        }
+
+
+def _zcr_sum(samples: Signal, count: int) -> float:
+    """Return the sum of librosa's zero-crossing rate over the `count` frames of `samples`.
+
+    A frame's rate is its crossings between neighbouring samples over N_FFT; counting them once
+    per sample and differencing a running count costs O(samples), not O(samples × 4).
+    """
+    signs = np.signbit(samples) & (np.abs(samples) > ZCR_THRESHOLD)
+    running = np.concatenate([[0], np.cumsum(signs[1:] != signs[:-1])])
+    starts = np.arange(count) * HOP
+    return float(np.sum(running[starts + N_FFT - 1] - running[starts])) / N_FFT
+
+
+def _tuning_histogram(power: FloatArray, rate_hz: int) -> Float64Array:
+    """Return librosa's tuning-deviation histogram of one batch of (bins, frames) power frames."""
+    pitch, magnitude = librosa.piptrack(S=power, sr=rate_hz, n_fft=N_FFT)
+    voiced = pitch > 0
+    if not voiced.any():
+        return np.zeros(TUNING_BINS - 1)
+    threshold = np.median(magnitude[voiced])
+    frequencies = pitch[(magnitude >= threshold) & voiced]
+    residual = np.mod(N_CHROMA * librosa.hz_to_octs(frequencies), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    counts, _ = np.histogram(residual, np.linspace(-0.5, 0.5, TUNING_BINS))
+    return counts.astype(np.float64)
+
+
+def compute_features(signal: Signal, rate_hz: int, *, block_samples: int = 1 << 16) -> tuple[
+    FeatureGroup, ...
+]:
+    """Return the rhythm, tonal and timbre groups of a whole mono signal, fed in blocks."""
+    accumulator = FeatureAccumulator(rate_hz)
+    for start in range(0, len(signal), block_samples):
+        accumulator.add(signal[start : start + block_samples])
+    return accumulator.finish()
+
+
+def rhythm_values(envelope: FloatArray, rate_hz: int, duration_s: float) -> dict[str, object]:
     """Return tempo, beat strength and onset rate from the mel onset envelope."""
-    envelope = librosa.onset.onset_strength(S=spectra.mel_db, sr=rate_hz, hop_length=HOP)
-    onsets = librosa.onset.onset_detect(onset_envelope=envelope, sr=rate_hz, hop_length=HOP)
+    onsets = (
+        librosa.onset.onset_detect(onset_envelope=envelope, sr=rate_hz, hop_length=HOP)
+        if envelope.size and np.ptp(envelope) > 0
+        else np.zeros(0)
+    )
     tempo_bpm, strength = estimate_tempo(envelope, rate_hz / HOP)
     return {
         "tempo_bpm": _number(tempo_bpm),
         "beat_strength": _number(strength),
         "onset_rate_hz": _number(len(onsets) / duration_s if duration_s > 0 else None),
     }
+
+
+def autocorrelation(signal: FloatArray, max_lag: int, chunk: int = ACF_CHUNK_FRAMES) -> Float64Array:
+    """Return Σ x[t]·x[t+lag] for lags below `max_lag`, summed chunk by chunk.
+
+    Each chunk is correlated with itself and the `max_lag` values after it, by FFTs whose size
+    depends on `chunk` and `max_lag` only; the sum is the exact (linear) autocorrelation.
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    lags = min(max_lag, len(x))
+    size = scipy.fft.next_fast_len(chunk + lags, real=True)
+    acf = np.zeros(lags)
+    for start in range(0, len(x), chunk):
+        head = scipy.fft.rfft(x[start : start + chunk], size)
+        span = scipy.fft.rfft(x[start : start + chunk + lags - 1], size)
+        acf += scipy.fft.irfft(np.conj(head) * span, size)[:lags]
+    return acf
 
 
 def estimate_tempo(envelope: FloatArray, frame_rate_hz: float) -> tuple[float | None, float]:
@@ -96,16 +314,18 @@ def estimate_tempo(envelope: FloatArray, frame_rate_hz: float) -> tuple[float | 
     # A light smoothing keeps a beat whose period falls between two frames from splitting its
     # autocorrelation peak in two (which made it look weaker than the two-beat peak).
     smoothed = np.convolve(np.asarray(envelope, dtype=np.float64), [0.25, 0.5, 0.25], "same")
-    centred = smoothed - float(np.mean(smoothed))
+    centred = smoothed - float(np.mean(smoothed)) if smoothed.size else smoothed
     n = len(centred)
-    spectrum = np.fft.rfft(centred, 2 * n)
-    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
-    if n < 4 or acf[0] <= 1e-12:
+    if n < 4:
+        return None, 0.0
+    acf = autocorrelation(centred, MAX_LAG_FRAMES)
+    del smoothed, centred
+    if acf[0] <= 1e-12:
         return None, 0.0
     acf /= acf[0]
-    unbiased = acf * n / (n - np.arange(n))
+    unbiased = acf * n / (n - np.arange(len(acf)))
     min_lag = int(frame_rate_hz * 60.0 / MAX_BPM)
-    max_lag = min((math.ceil(frame_rate_hz * 60.0 / MIN_BPM)), n // 2)
+    max_lag = min(math.ceil(frame_rate_hz * 60.0 / MIN_BPM), n // 2, len(acf) - 1)
     peaks = [
         lag for lag in range(max(min_lag, 1), max_lag)
         if acf[lag] > 0 and acf[lag] >= acf[lag - 1] and acf[lag] > acf[lag + 1]
@@ -122,8 +342,9 @@ def estimate_tempo(envelope: FloatArray, frame_rate_hz: float) -> tuple[float | 
 def _refine_period(acf: FloatArray, period: float, n: int) -> float:
     """Fit the period through the autocorrelation peaks at its multiples (errors shrink as 1/k)."""
     multiples, lags = [1.0], [period]
+    limit = min(n * 0.6, len(acf) - 0.3 * period - 2)
     k = 2
-    while (k + 0.5) * period < n * 0.6:
+    while (k + 0.5) * period < limit:
         guess = k * period
         low, high = int(guess - 0.3 * period), int(guess + 0.3 * period) + 1
         window = acf[low:high]
@@ -158,58 +379,6 @@ def _interpolate(curve: FloatArray, index: int) -> float:
     return float(index + 0.5 * (left - right) / denominator)
 
 
-def tonal_values(spectra: Spectra, rate_hz: int) -> dict[str, object]:
-    """Return key, mode, key strength, Camelot code and mean chroma from STFT chroma."""
-    with warnings.catch_warnings():
-        # Silence has no pitched peaks to estimate tuning from; 0 cents is then right.
-        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty")
-        # Tuning is one number per track: every 8th frame finds it at an eighth of the memory
-        # (piptrack holds several float64 copies of the spectrogram).
-        tuning = librosa.estimate_tuning(
-            S=spectra.power[:, ::TUNING_FRAME_STEP], sr=rate_hz, n_fft=N_FFT, bins_per_octave=12
-        )
-    chroma = librosa.feature.chroma_stft(S=spectra.power, sr=rate_hz, n_fft=N_FFT, tuning=tuning)
-    chroma_mean = chroma.mean(axis=1)
-    key = estimate_key(chroma_mean)
-    return {
-        "key": key.tonic if key else None,
-        "mode": key.mode if key else None,
-        "key_strength": _number(key.strength) if key else None,
-        "camelot": key.camelot if key else None,
-        "chroma_mean": _numbers(chroma_mean),
-    }
-
-
-def timbre_values(signal: Signal, spectra: Spectra, rate_hz: int) -> dict[str, object]:
-    """Return MFCC statistics and the mean spectral shape descriptors."""
-    mfcc = librosa.feature.mfcc(S=spectra.mel_db, n_mfcc=N_MFCC)
-    magnitude = spectra.magnitude
-    feature: Any = librosa.feature  # its signatures do not type-check with **kwargs
-    shape = {"sr": rate_hz, "n_fft": N_FFT, "hop_length": HOP}
-    return {
-        "mfcc_mean": _numbers(mfcc.mean(axis=1)),
-        "mfcc_std": _numbers(mfcc.std(axis=1)),
-        "spectral_centroid_hz": _mean(_by_chunk(feature.spectral_centroid, magnitude, shape)),
-        "spectral_bandwidth_hz": _mean(_by_chunk(feature.spectral_bandwidth, magnitude, shape)),
-        "spectral_rolloff_hz": _mean(_by_chunk(feature.spectral_rolloff, magnitude, shape)),
-        "spectral_flatness": _mean(_by_chunk(feature.spectral_flatness, magnitude, {})),
-        "zcr": _mean(
-            librosa.feature.zero_crossing_rate(signal, frame_length=N_FFT, hop_length=HOP)
-        ),
-    }
-
-
-def _by_chunk(
-    function: Callable[..., FloatArray], magnitude: FloatArray, kwargs: dict[str, int]
-) -> FloatArray:
-    """Apply a per-frame librosa feature to slices of frames: its float64 temporaries stay small."""
-    parts = [
-        function(S=magnitude[:, start : start + CHUNK_FRAMES], **kwargs)
-        for start in range(0, magnitude.shape[1], CHUNK_FRAMES)
-    ]
-    return np.concatenate(parts, axis=-1)
-
-
 def _group(name: str, values: dict[str, object]) -> FeatureGroup:
     """Wrap values in a FeatureGroup at the group's current version."""
     return FeatureGroup(name, FEATURE_VERSIONS[name], values)
@@ -227,7 +396,3 @@ def _numbers(values: Iterable[float | np.floating]) -> list[float | None]:
     """Return a list of plain floats (None where undefined)."""
     return [_number(value) for value in values]
 
-
-def _mean(values: FloatArray) -> float | None:
-    """Return the mean over frames of a (1, frames) feature."""
-    return _number(float(np.mean(values))) if values.size else None

@@ -1,9 +1,9 @@
 """Measure loudness block by block: ITU-R BS.1770-4 integrated loudness, EBU loudness range, peak.
 
-The meter is fed the decoded channels at the analysis rate, so it needs K-weighting filters for
-that rate: they are derived from the analog prototype (as libebur128 does) rather than taken from
-the 48 kHz coefficients printed in the standard. Only per-100 ms powers are kept, so memory grows
-by 8 bytes per 100 ms of audio, whatever the file's length.
+The meter is fed the decoded channels at the stream's own rate (any rate), so it needs K-weighting
+filters for that rate: they are derived from the analog prototype (as libebur128 does) rather than taken from
+the 48 kHz coefficients printed in the standard. Window powers go into fixed-size histograms
+(0.01 LU bins), so memory does not grow with the file's length.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ LRA_RELATIVE_GATE_LU = -20.0  # loudness range (EBU Tech 3342)
 SUBBLOCK_S = 0.1
 GATING_SUBBLOCKS = 4  # 400 ms blocks with 75 % overlap
 SHORT_TERM_SUBBLOCKS = 30  # 3 s windows for the loudness range
+HISTOGRAM_STEP_LU = 0.01
+HISTOGRAM_TOP_LUFS = 10.0  # louder windows (impossible without clipping) go in the top bin
 
 # BS.1770 channel weights by FFmpeg channel name; LFE is left out, surrounds count 1.41.
 _SURROUND = {"SL", "SR", "BL", "BR", "SW", "TBL", "TBR"}
@@ -53,16 +55,23 @@ def channel_weights(channels: tuple[str, ...]) -> npt.NDArray[np.float64]:
 
 
 class LoudnessMeter:
-    """Accumulate K-weighted power per 100 ms and the sample peak over (channels, n) blocks."""
+    """Accumulate K-weighted power per 100 ms and the sample peak over (channels, n) blocks.
+
+    Memory is fixed: the 400 ms (gating) and 3 s (range) window powers go into loudness
+    histograms of HISTOGRAM_STEP_LU bins, as libebur128's histogram mode does, instead of lists
+    that grow with the file; integrated loudness and range are read from them at the end.
+    """
 
     def __init__(self, rate_hz: int, channels: tuple[str, ...]) -> None:
         self.rate_hz = rate_hz
-        self._sos = k_weighting_sos(rate_hz)
-        self._weights = channel_weights(channels)[:, None]
-        self._state = np.zeros((self._sos.shape[0], len(channels), 2))
+        self._sos = k_weighting_sos(rate_hz).astype(np.float32)
+        self._weights = channel_weights(channels).astype(np.float32)
+        self._state = np.zeros((self._sos.shape[0], len(channels), 2), dtype=np.float32)
         self._subblock = round(SUBBLOCK_S * rate_hz)
-        self._carry = np.zeros(0)
-        self._powers: list[float] = []
+        self._carry = np.zeros(0, dtype=np.float32)
+        self._recent = np.zeros(0)  # the last SHORT_TERM_SUBBLOCKS - 1 sub-block powers
+        self._gating = _PowerHistogram()
+        self._short_term = _PowerHistogram()
         self._peak = 0.0
         self._sum_squares = 0.0
         self._samples = 0
@@ -73,45 +82,55 @@ class LoudnessMeter:
             return
         if block.shape[0] != self._weights.shape[0]:
             self._reshape(block.shape[0])
-        self._peak = max(self._peak, float(np.max(np.abs(block))))
-        samples = block.astype(np.float64)
-        self._sum_squares += float(np.einsum("ij,ij->", samples, samples))
+        samples = np.asarray(block, dtype=np.float32)
+        self._peak = max(self._peak, float(samples.max()), -float(samples.min()))
+        flat = samples.ravel()
+        self._sum_squares += float(np.dot(flat, flat))
         self._samples += samples.size
+        # float32 filtering: the K-weighting poles keep well inside float32's precision, and
+        # it halves the memory traffic of the costliest step of the meter.
         filtered, self._state = signal.sosfilt(self._sos, samples, axis=1, zi=self._state)
-        weighted = np.sum(self._weights * filtered * filtered, axis=0)
+        weighted = np.einsum("ij,ij,i->j", filtered, filtered, self._weights)
         stream = np.concatenate([self._carry, weighted])
         whole = len(stream) // self._subblock * self._subblock
-        means = stream[:whole].reshape(-1, self._subblock).mean(axis=1)
-        self._powers.extend(means.tolist())
         self._carry = stream[whole:]
+        if whole:
+            self._bank(stream[:whole].reshape(-1, self._subblock).mean(axis=1, dtype=np.float64))
+
+    def _bank(self, powers: npt.NDArray[np.float64]) -> None:
+        """Add the 400 ms and 3 s windows that end in these new sub-blocks to the histograms."""
+        recent = np.concatenate([self._recent, powers])
+        for histogram, width in ((self._gating, GATING_SUBBLOCKS),
+                                 (self._short_term, SHORT_TERM_SUBBLOCKS)):
+            tail = recent[max(0, len(recent) - len(powers) - width + 1) :]
+            histogram.add(_window_powers(tail, width))
+        self._recent = recent[-(SHORT_TERM_SUBBLOCKS - 1) :]
 
     def _reshape(self, channels: int) -> None:
         """Follow a stream whose frames have another channel count than its header said."""
-        self._weights = np.ones((channels, 1))
-        self._state = np.zeros((self._sos.shape[0], channels, 2))
+        self._weights = np.ones(channels, dtype=np.float32)
+        self._state = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float32)
 
     def integrated_lufs(self) -> float | None:
         """Return the gated integrated loudness; None for silence or less than 400 ms."""
-        powers = _window_powers(self._powers, GATING_SUBBLOCKS)
-        gated = powers[powers > _power(ABSOLUTE_GATE_LUFS)]
-        if gated.size == 0:
+        mean = self._gating.mean_power_above(_power(ABSOLUTE_GATE_LUFS))
+        if mean is None:
             return None
-        relative = _power(_lufs(float(gated.mean())) + RELATIVE_GATE_LU)
-        return _lufs(float(gated[gated > relative].mean()))
+        relative = _power(_lufs(mean) + RELATIVE_GATE_LU)
+        gated = self._gating.mean_power_above(relative)
+        return None if gated is None else _lufs(gated)
 
     def loudness_range_lu(self) -> float | None:
         """Return EBU Tech 3342 loudness range; None when less than 3 s is above the gates."""
-        powers = _window_powers(self._powers, SHORT_TERM_SUBBLOCKS)
-        gated = powers[powers > _power(ABSOLUTE_GATE_LUFS)]
-        if gated.size == 0:
+        mean = self._short_term.mean_power_above(_power(ABSOLUTE_GATE_LUFS))
+        if mean is None:
             return None
-        relative = _power(_lufs(float(gated.mean())) + LRA_RELATIVE_GATE_LU)
-        loudness = -0.691 + 10.0 * np.log10(gated[gated > relative])
-        low, high = np.percentile(loudness, [10.0, 95.0])
-        return float(high - low)
+        relative = _lufs(mean) + LRA_RELATIVE_GATE_LU
+        low, high = self._short_term.percentiles_above(relative, (10.0, 95.0))
+        return high - low
 
     def peak_dbfs(self) -> float | None:
-        """Return the sample peak at the analysis rate in dBFS; None for digital silence."""
+        """Return the sample peak in dBFS; None for digital silence."""
         return 20.0 * math.log10(self._peak) if self._peak > 0 else None
 
     def crest_db(self) -> float | None:
@@ -122,9 +141,49 @@ class LoudnessMeter:
         return 20.0 * math.log10(self._peak / rms)
 
 
-def _window_powers(powers: list[float], width: int) -> npt.NDArray[np.float64]:
+class _PowerHistogram:
+    """Count window powers (and sum them) in bins of HISTOGRAM_STEP_LU loudness."""
+
+    def __init__(self) -> None:
+        size = round((HISTOGRAM_TOP_LUFS - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU) + 1
+        self._counts = np.zeros(size, dtype=np.int64)
+        self._sums = np.zeros(size)
+
+    def add(self, powers: npt.NDArray[np.float64]) -> None:
+        """Bin powers by loudness; those at or under the absolute gate are dropped at once."""
+        powers = powers[powers > _power(ABSOLUTE_GATE_LUFS)]
+        if powers.size:
+            index = self._bin(-0.691 + 10.0 * np.log10(powers))
+            self._counts += np.bincount(index, minlength=len(self._counts))
+            self._sums += np.bincount(index, weights=powers, minlength=len(self._sums))
+
+    def _bin(self, lufs: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+        """Return the bin of each loudness, clamped to the histogram."""
+        index = np.floor((lufs - ABSOLUTE_GATE_LUFS) / HISTOGRAM_STEP_LU).astype(np.intp)
+        return np.clip(index, 0, len(self._counts) - 1)
+
+    def mean_power_above(self, power: float) -> float | None:
+        """Return the mean of the powers in bins from the one holding `power` up; None if none."""
+        start = int(self._bin(np.array([_lufs(power)]))[0])
+        count = int(self._counts[start:].sum())
+        return float(self._sums[start:].sum()) / count if count else None
+
+    def percentiles_above(
+        self, lufs: float, percents: tuple[float, float]
+    ) -> tuple[float, float]:
+        """Return loudness percentiles (bin centres) of the windows at or above `lufs`."""
+        start = int(self._bin(np.array([lufs]))[0])
+        cumulative = np.cumsum(self._counts[start:])
+        results = []
+        for percent in percents:
+            rank = percent / 100.0 * (cumulative[-1] - 1)
+            index = start + int(np.searchsorted(cumulative, rank, side="right"))
+            results.append(ABSOLUTE_GATE_LUFS + (index + 0.5) * HISTOGRAM_STEP_LU)
+        return results[0], results[1]
+
+
+def _window_powers(values: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
     """Return the mean power of every run of `width` sub-blocks, stepping one sub-block."""
-    values = np.asarray(powers, dtype=np.float64)
     if len(values) < width:
         return np.zeros(0)
     sums = np.convolve(values, np.ones(width), mode="valid")

@@ -1,0 +1,857 @@
+"""Build playlists: tracks and their features in, ordered tracks with reasons out. Pure numpy.
+
+A `Catalogue` indexes a library once: standardised vectors, tempo, Camelot key, loudness, and
+which tracks share a recording, an artist or an album. Each playlist is one linear pass over the
+weighted (N, D) matrix for the base score, then a greedy walk that picks one track per position
+from a shortlist: the cheapest track that breaks no rule (no recording twice, artist and album
+spacing, key-compatible steps, seed quotas). When the shortlist runs dry it grows fourfold, up to
+every candidate; nothing is ever compared pairwise over the whole library.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from tunescout.errors import TunescoutError
+from tunescout.vectors import (
+    GROUPS,
+    FeatureMatrix,
+    build_matrix,
+    camelot_index,
+    column_weights,
+    group_distances,
+)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+Order = Literal["flow", "ramp", "similarity"]
+ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
+FLOW_WEIGHT = 0.6  # how much a smooth step counts against closeness to the seed
+RAMP_WEIGHT = 1.0
+TEMPO_UNIT = math.log2(1.04)  # a 4 % tempo step costs as much as one Camelot step
+RAMP_UNIT = math.log2(1.02)
+SHORTLIST_PER_TRACK = 40
+SHORTLIST_MIN = 2000
+_NEVER = np.iinfo(np.int64).max // 4
+
+
+class PlaylistError(TunescoutError):
+    """A playlist request that cannot be met as asked (bad expression, bad range, bad weights)."""
+
+
+class TrackNotFound(PlaylistError):
+    """A seed or path end that is not among the analysed tracks."""
+
+
+# --- text: what counts as the same artist, album or recording ----------------------------------
+
+_REMASTER = re.compile(
+    r"\s*(?:[(\[][^()\[\]]*\bremaster(?:ed)?\b[^()\[\]]*[)\]]|-\s*(?:\d{4}\s+)?(?:digital(?:ly)?\s+)?"
+    r"remaster(?:ed)?(?:\s+\d{4})?(?:\s+version)?)\s*$"
+)
+
+
+def normalise_text(text: str) -> str:
+    """Return text folded for comparison: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def normalise_title(title: str) -> str:
+    """Fold a title and drop a trailing "(2011 Remaster)" / "- Remastered": the same recording."""
+    folded = normalise_text(title)
+    return _REMASTER.sub("", folded) or folded
+
+
+def tag_texts(tags: Mapping[str, Any], key: str) -> list[str]:
+    """Return a tag's values as strings (tags hold str, list[str] or int)."""
+    value = tags.get(key)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [str(item) for item in items if str(item).strip()]
+
+
+# --- the tag expression: genre=rock and (artist~bowie or not date<1970) ------------------------
+
+TagFilter = Callable[[Mapping[str, Any]], bool]
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<paren>[()])|(?P<op>!=|!~|<=|>=|=|~|<|>)|"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'"""
+    r"""|(?P<word>[^\s()=~<>!"']+))"""
+)
+_NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
+
+
+def parse_where(text: str) -> TagFilter:
+    """Compile a tag expression; raise PlaylistError naming the place it went wrong.
+
+    Grammar: `or` of `and` of [`not`] comparisons `key OP value` or parenthesised expressions.
+    OP: `=` equal, `!=` not equal, `~` contains, `!~` does not contain (all case-insensitive),
+    `<` `<=` `>` `>=` compare the leading number (a year in `date`). A list tag matches when any
+    of its values does; a missing tag matches only `!=` and `!~`.
+    """
+    tokens = _tokenise(text)
+    parser = _Parser(text, tokens)
+    result = parser.expression()
+    if parser.position < len(tokens):
+        raise PlaylistError(f"--where {text!r}: unexpected {tokens[parser.position][1]!r}")
+    return result
+
+
+def _tokenise(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        if not text[position:].strip():
+            break
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise PlaylistError(f"--where {text!r}: cannot read {text[position:].strip()!r}")
+        kind = match.lastgroup or "word"
+        value = match.group(kind)
+        if kind in ("dq", "sq"):
+            kind = "text"
+        elif kind == "word" and value.lower() in ("and", "or", "not"):
+            kind = value.lower()
+        tokens.append((kind, value))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens; each method returns a compiled TagFilter."""
+
+    def __init__(self, text: str, tokens: list[tuple[str, str]]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.position = 0
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _take(self, *kinds: str) -> tuple[str, str]:
+        token = self._peek()
+        if token is None or token[0] not in kinds:
+            found = repr(token[1]) if token else "the end"
+            raise PlaylistError(f"--where {self.text!r}: expected {' or '.join(kinds)}, found {found}")
+        self.position += 1
+        return token
+
+    def expression(self) -> TagFilter:
+        parts = [self._conjunction()]
+        while (token := self._peek()) is not None and token[0] == "or":
+            self.position += 1
+            parts.append(self._conjunction())
+        return parts[0] if len(parts) == 1 else (lambda tags: any(p(tags) for p in parts))
+
+    def _conjunction(self) -> TagFilter:
+        parts = [self._negation()]
+        while (token := self._peek()) is not None and token[0] == "and":
+            self.position += 1
+            parts.append(self._negation())
+        return parts[0] if len(parts) == 1 else (lambda tags: all(p(tags) for p in parts))
+
+    def _negation(self) -> TagFilter:
+        token = self._peek()
+        if token is not None and token[0] == "not":
+            self.position += 1
+            inner = self._negation()
+            return lambda tags: not inner(tags)
+        if token is not None and token == ("paren", "("):
+            self.position += 1
+            inner = self.expression()
+            if self._take("paren")[1] != ")":
+                raise PlaylistError(f"--where {self.text!r}: expected ')'")
+            return inner
+        key = self._take("word", "text")[1]
+        op = self._take("op")[1]
+        value = self._take("word", "text")[1]
+        return _comparison(self.text, normalise_text(key), op, value)
+
+
+def _comparison(text: str, key: str, op: str, value: str) -> TagFilter:
+    """Return the filter for one `key OP value`."""
+    key = "date" if key == "year" else key
+    wanted = normalise_text(value)
+    if op in ("<", "<=", ">", ">="):
+        match = _NUMBER.match(value)
+        if match is None:
+            raise PlaylistError(f"--where {text!r}: {key}{op}{value} needs a number after {op!r}")
+        limit = float(match.group(1))
+        compare: Callable[[float], bool] = {
+            "<": lambda x: x < limit, "<=": lambda x: x <= limit,
+            ">": lambda x: x > limit, ">=": lambda x: x >= limit,
+        }[op]
+
+        def numeric(tags: Mapping[str, Any]) -> bool:
+            numbers = (_NUMBER.match(v) for v in tag_texts(tags, key))
+            return any(compare(float(m.group(1))) for m in numbers if m)
+
+        return numeric
+    test: Callable[[str], bool] = (lambda v: v == wanted) if op in ("=", "!=") else (lambda v: wanted in v)
+    negate = op.startswith("!")
+
+    def textual(tags: Mapping[str, Any]) -> bool:
+        hit = any(test(normalise_text(v)) for v in tag_texts(tags, key))
+        return hit != negate
+
+    return textual
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def _camelot_code(index: int) -> str:
+    return f"{index // 2 + 1}{'B' if index % 2 else 'A'}"
+
+
+def _key_tables() -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Return (compatible, distance) over 24 Camelot codes plus a last row/column for "unknown"."""
+    compatible = np.zeros((25, 25), dtype=bool)
+    distance = np.full((25, 25), 1.0)  # unknown keys: one step, neither free nor forbidden
+    for a in range(24):
+        for b in range(24):
+            steps = abs(a // 2 - b // 2)
+            steps = min(steps, 12 - steps)
+            letter = a % 2 != b % 2
+            compatible[a, b] = (steps <= 1 and not letter) or (steps == 0 and letter)
+            distance[a, b] = steps + letter
+    return compatible, distance
+
+
+KEY_COMPATIBLE, KEY_DISTANCE = _key_tables()
+
+
+def camelot_compatible(a: str | None, b: str | None) -> bool:
+    """Return whether two Camelot codes mix: same, ±1 on the wheel, or relative major/minor."""
+    ia, ib = camelot_index(a), camelot_index(b)
+    return ia is not None and ib is not None and bool(KEY_COMPATIBLE[ia, ib])
+
+
+def key_step(a: str | None, b: str | None) -> str | None:
+    """Describe the move from key a to key b: "8A→9A (+1)", "8A→8B (relative)", "8A→3B (clash)"."""
+    ia, ib = camelot_index(a), camelot_index(b)
+    if ia is None or ib is None:
+        return None
+    if ia == ib:
+        how = "same"
+    elif ia // 2 == ib // 2:
+        how = "relative"
+    elif KEY_COMPATIBLE[ia, ib]:
+        how = "+1" if (ib // 2 - ia // 2) % 12 == 1 else "-1"
+    else:
+        how = "clash"
+    return f"{a}→{b} ({how})"
+
+
+# --- requests and results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Track:
+    """One analysed file as the store returns it."""
+
+    path: Path
+    digest: str
+    duration_s: float | None
+    tags: Mapping[str, Any]
+    features: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def artist(self) -> str:
+        return "; ".join(tag_texts(self.tags, "artist") or tag_texts(self.tags, "albumartist"))
+
+    @property
+    def title(self) -> str:
+        return "; ".join(tag_texts(self.tags, "title")) or os.fsdecode(self.path.stem)
+
+    @property
+    def album(self) -> str:
+        return "; ".join(tag_texts(self.tags, "album"))
+
+    def feature(self, group: str, key: str) -> Any:
+        return (self.features.get(group) or {}).get(key)
+
+    @property
+    def tempo_bpm(self) -> float | None:
+        value = self.feature("rhythm", "tempo_bpm")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def camelot(self) -> str | None:
+        value = self.feature("tonal", "camelot")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything that shapes a playlist besides its seeds; the defaults make a sensible mix."""
+
+    length: int = 30
+    order: Order = "flow"
+    bpm_range: tuple[float, float] | None = None  # (from, to): a ramp goes from → to
+    bpm_tolerance_pct: float | None = None  # around the seeds; along a path, per step
+    key_compatible: bool = False
+    duration_range_s: tuple[float, float] | None = None
+    loudness_range_lufs: tuple[float, float] | None = None
+    where: str | None = None
+    artist_spacing: int = 3  # two tracks by one artist are at least this many positions apart
+    album_spacing: int = 5
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    exclude_digests: frozenset[str] = frozenset()  # e.g. everything in the last K playlists
+
+    def check(self) -> None:
+        """Raise PlaylistError for a request that makes no sense."""
+        if self.length < 1:
+            raise PlaylistError("--length must be at least 1")
+        if self.order not in ORDERS:
+            raise PlaylistError(f"--order must be one of {', '.join(ORDERS)}")
+        unknown = sorted(set(self.weights) - set(GROUPS))
+        if unknown:
+            raise PlaylistError(f"unknown weight {unknown[0]!r}; groups are {', '.join(GROUPS)}")
+        if any(w < 0 or not math.isfinite(w) for w in self.weights.values()):
+            raise PlaylistError("weights must be zero or more")
+        if not any(self.weights.get(g, 0.0) > 0 for g in GROUPS):
+            raise PlaylistError("at least one weight must be above zero")
+        if self.artist_spacing < 0 or self.album_spacing < 0:
+            raise PlaylistError("spacing cannot be negative")
+        if self.bpm_tolerance_pct is not None and self.bpm_tolerance_pct < 0:
+            raise PlaylistError("--bpm-tolerance cannot be negative")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a track is where it is."""
+
+    reference: str  # what the distance is measured to: "seed Artist - Title", "path 40 %"
+    distance: float  # weighted, in standardised units (σ)
+    by_group: Mapping[str, float]  # unweighted RMS distance per feature group, in σ
+    bpm: float | None
+    bpm_step_pct: float | None  # from the previous track (or the seed / start)
+    key: str | None
+    key_step: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    track: Track
+    why: Explanation
+
+
+@dataclass(frozen=True)
+class Playlist:
+    mode: str  # "similar", "path" or "query"
+    entries: tuple[Entry, ...]
+    seeds: tuple[Track, ...]
+    notes: tuple[str, ...] = ()  # e.g. "only 12 of 30 tracks satisfy the rules"
+
+    @property
+    def tracks(self) -> list[Track]:
+        return [entry.track for entry in self.entries]
+
+
+# --- the catalogue -------------------------------------------------------------------------------
+
+
+class _Groups:
+    """Track indices keyed by a small integer id: who shares an artist, an album, a recording."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.members: list[list[int]] = []
+
+    def add(self, key: str, index: int) -> int:
+        ident = self.ids.setdefault(key, len(self.ids))
+        if ident == len(self.members):
+            self.members.append([])
+        self.members[ident].append(index)
+        return ident
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A library indexed for playlists; build once per library change with `Catalogue.build`."""
+
+    tracks: tuple[Track, ...]
+    matrix: FeatureMatrix
+    tempo_bpm: FloatArray
+    camelot: IntArray  # 0..23, 24 when unknown
+    lufs: FloatArray
+    duration_s: FloatArray
+    recording: IntArray  # tracks with one id are one recording (same digest or artist + title)
+    recording_members: Sequence[Sequence[int]]
+    artists: Sequence[Sequence[int]]
+    artist_members: Sequence[Sequence[int]]
+    album: IntArray  # -1 when unknown
+    album_members: Sequence[Sequence[int]]
+    by_path: Mapping[Path, int]
+
+    @classmethod
+    def build(cls, tracks: Sequence[Track]) -> Catalogue:
+        """Index tracks: vectors standardised over these tracks, and the grouping tables."""
+        artists, albums = _Groups(), _Groups()
+        artist_ids: list[list[int]] = []
+        album_ids = np.full(len(tracks), -1, dtype=np.intp)
+        for i, track in enumerate(tracks):
+            names = tag_texts(track.tags, "artist") or tag_texts(track.tags, "albumartist")
+            artist_ids.append(sorted({artists.add(normalise_text(n), i) for n in names}))
+            album_key = _album_key(track)
+            if album_key:
+                album_ids[i] = albums.add(album_key, i)
+        recording, recording_members = _recordings(tracks)
+        return cls(
+            tracks=tuple(tracks),
+            matrix=build_matrix([t.features for t in tracks]),
+            tempo_bpm=_floats(t.tempo_bpm for t in tracks),
+            camelot=np.array([_camelot_or_unknown(t.camelot) for t in tracks], dtype=np.intp),
+            lufs=_floats(t.feature("loudness", "integrated_lufs") for t in tracks),
+            duration_s=_floats(t.duration_s for t in tracks),
+            recording=recording,
+            recording_members=recording_members,
+            artists=artist_ids,
+            artist_members=artists.members,
+            album=album_ids,
+            album_members=albums.members,
+            by_path={t.path: i for i, t in enumerate(tracks)},
+        )
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def index(self, path: Path) -> int:
+        """Return a track's index; raise PlaylistError when it is not in the analysed library."""
+        for candidate in dict.fromkeys([path, Path(os.path.abspath(path)), Path(os.path.realpath(path))]):
+            if candidate in self.by_path:
+                return self.by_path[candidate]
+        raise TrackNotFound(f"{path} is not in the analysed library (not yet analysed, or not audio)")
+
+
+def _floats(values: Iterable[Any]) -> FloatArray:
+    return np.array([float(v) if isinstance(v, int | float) else math.nan for v in values], dtype=np.float64)
+
+
+def _camelot_or_unknown(code: str | None) -> int:
+    index = camelot_index(code)
+    return 24 if index is None else index
+
+
+def _album_key(track: Track) -> str | None:
+    """Return what identifies a track's album: its MusicBrainz id, else album artist + title."""
+    mbid = tag_texts(track.tags, "musicbrainz_albumid")
+    if mbid:
+        return "mb:" + mbid[0].strip().lower()
+    album = tag_texts(track.tags, "album")
+    if not album:
+        return None
+    owner = tag_texts(track.tags, "albumartist") or tag_texts(track.tags, "artist")
+    return "t:" + normalise_text("; ".join(owner)) + "\0" + normalise_text(album[0])
+
+
+def _recordings(tracks: Sequence[Track]) -> tuple[IntArray, list[list[int]]]:
+    """Group tracks that are one recording: same digest, or same folded artist and title (union-find)."""
+    parent = list(range(len(tracks)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, track in enumerate(tracks):
+        keys = ["d:" + track.digest]
+        artist, title = track.artist, tag_texts(track.tags, "title")
+        if artist and title:
+            keys.append("t:" + normalise_text(artist) + "\0" + normalise_title(title[0]))
+        for key in keys:
+            if key in owner:
+                parent[root(i)] = root(owner[key])
+            else:
+                owner[key] = i
+    groups = _Groups()
+    ids = np.array([groups.add(str(root(i)), i) for i in range(len(tracks))], dtype=np.intp)
+    return ids, groups.members
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+def _within(values: FloatArray, bounds: tuple[float, float]) -> npt.NDArray[np.bool_]:
+    low, high = min(bounds), max(bounds)
+    with np.errstate(invalid="ignore"):
+        return (values >= low) & (values <= high)  # NaN (unknown) is never within
+
+
+def candidate_mask(cat: Catalogue, rules: Rules) -> npt.NDArray[np.bool_]:
+    """Return which tracks pass the filters that do not depend on the seed or the order."""
+    mask = np.ones(len(cat), dtype=bool)
+    if rules.bpm_range is not None:
+        mask &= _within(cat.tempo_bpm, rules.bpm_range)
+    if rules.duration_range_s is not None:
+        mask &= _within(cat.duration_s, rules.duration_range_s)
+    if rules.loudness_range_lufs is not None:
+        mask &= _within(cat.lufs, rules.loudness_range_lufs)
+    if rules.key_compatible:
+        mask &= cat.camelot < 24
+    if rules.where:
+        keep = parse_where(rules.where)
+        mask &= np.fromiter((keep(t.tags) for t in cat.tracks), dtype=bool, count=len(cat))
+    if rules.exclude_digests:
+        excluded = np.fromiter((t.digest in rules.exclude_digests for t in cat.tracks), bool, len(cat))
+        for group in np.unique(cat.recording[excluded]):
+            mask[cat.recording_members[group]] = False
+    return mask
+
+
+# --- the greedy walk -----------------------------------------------------------------------------
+
+StepCost = Callable[[int, int, IntArray], tuple[FloatArray, npt.NDArray[np.bool_]]]
+"""(position, previous index or -1, shortlist) → (cost, extra feasibility) over the shortlist."""
+
+
+class _Walk:
+    """Pick one track per position, cheapest first, never breaking a spacing or duplicate rule."""
+
+    def __init__(self, cat: Catalogue, rules: Rules, order_by: FloatArray, candidates: IntArray) -> None:
+        self.cat = cat
+        self.rules = rules
+        self.order_by = order_by  # the base score that ranks the shortlist
+        self.candidates = candidates
+        self.size = min(len(candidates), max(SHORTLIST_PER_TRACK * rules.length, SHORTLIST_MIN))
+        self.shortlist = self._shortlist()
+        self.free_from = np.zeros(len(cat), dtype=np.int64)  # first position a track may take
+        self.free_until = np.full(len(cat), _NEVER, dtype=np.int64)  # first position it may not
+        self.picks: list[int] = []
+
+    def _shortlist(self) -> IntArray:
+        if self.size >= len(self.candidates):
+            return self.candidates
+        scores = self.order_by[self.candidates]
+        return self.candidates[np.argpartition(scores, self.size - 1)[: self.size]]
+
+    def place(self, index: int, position: int) -> None:
+        """Record a track at a position (-1: a seed before the list): block its recording and kin."""
+        cat, rules = self.cat, self.rules
+        self.free_from[cat.recording_members[cat.recording[index]]] = _NEVER
+        for artist in cat.artists[index]:
+            self._block(cat.artist_members[artist], position + rules.artist_spacing)
+        if cat.album[index] >= 0:
+            self._block(cat.album_members[cat.album[index]], position + rules.album_spacing)
+
+    def _block(self, members: Sequence[int], free_from: int) -> None:
+        rows = np.asarray(members, dtype=np.intp)
+        self.free_from[rows] = np.maximum(self.free_from[rows], free_from)
+
+    def reserve_end(self, index: int, position: int) -> None:
+        """Keep an anchor's recording, artist and album out of the positions just before it."""
+        cat, rules = self.cat, self.rules
+        self.free_from[cat.recording_members[cat.recording[index]]] = _NEVER
+        groups = [(cat.artist_members[a], rules.artist_spacing) for a in cat.artists[index]]
+        if cat.album[index] >= 0:
+            groups.append((cat.album_members[cat.album[index]], rules.album_spacing))
+        for members, spacing in groups:
+            rows = np.asarray(members, dtype=np.intp)
+            self.free_until[rows] = np.minimum(self.free_until[rows], position - spacing + 1)
+
+    def step(self, position: int, previous: int, cost: StepCost) -> int | None:
+        """Return the track for this position, growing the shortlist when nothing there fits."""
+        while True:
+            rows = self.shortlist
+            values, extra = cost(position, previous, rows)
+            ok = extra & (self.free_from[rows] <= position) & (position < self.free_until[rows])
+            if self.rules.key_compatible and previous >= 0 and self.cat.camelot[previous] < 24:
+                ok &= KEY_COMPATIBLE[self.cat.camelot[previous], self.cat.camelot[rows]]
+            if ok.any():
+                best = int(rows[np.flatnonzero(ok)[np.argmin(values[ok])]])
+                self.place(best, position)
+                self.picks.append(best)
+                return best
+            if self.size >= len(self.candidates):
+                return None
+            self.size *= 4
+            self.shortlist = self._shortlist()
+
+
+# --- similar to seeds ----------------------------------------------------------------------------
+
+
+def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules) -> Playlist:
+    """Return tracks similar to one or more seeds (never the seeds), ordered as rules.order asks.
+
+    With several seeds each gets an equal share of the playlist, filled from the tracks nearest
+    to it, so that one seed with a dense neighbourhood does not take the whole list.
+    """
+    rules.check()
+    if not seeds:
+        raise PlaylistError("give at least one seed")
+    weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
+    squared = np.stack([_squared_distances(weighted, weighted[s]) for s in seeds])
+    nearest = np.argmin(squared, axis=0)
+    base = np.sqrt(squared[nearest, np.arange(len(cat))])
+    mask = candidate_mask(cat, rules)
+    if rules.bpm_tolerance_pct is not None:
+        mask &= _near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
+    walk = _Walk(cat, rules, base, np.flatnonzero(mask))
+    for seed in seeds:
+        walk.place(seed, -1)
+    quota = np.full(len(seeds), -(-rules.length // len(seeds)))
+    taken = np.zeros(len(seeds), dtype=np.intp)
+    cost = _order_cost(cat, rules, base, walk.shortlist)
+
+    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        return cost(pos, prev, rows), taken[nearest[rows]] < quota[nearest[rows]]
+
+    for position in range(rules.length):
+        chosen = walk.step(position, walk.picks[-1] if walk.picks else seeds[0], step_cost)
+        if chosen is None:
+            break
+        taken[nearest[chosen]] += 1
+    refs = [int(seeds[nearest[i]]) for i in walk.picks]
+    entries = _explain(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
+                       [f"seed {_label(cat.tracks[r])}" for r in refs], seeds[0])
+    return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds), _shortfall(rules, entries))
+
+
+def _squared_distances(weighted: FloatArray, ref: FloatArray) -> FloatArray:
+    diff = weighted - ref
+    return np.asarray(np.einsum("ij,ij->i", diff, diff), dtype=np.float64)
+
+
+def _near_tempo(tempo: FloatArray, refs: Sequence[float], tolerance_pct: float) -> npt.NDArray[np.bool_]:
+    ok = np.zeros(len(tempo), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for ref in refs:
+            if math.isfinite(ref):
+                ok |= np.abs(tempo / ref - 1.0) <= tolerance_pct / 100.0
+    return ok
+
+
+def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray, shortlist: IntArray) -> Callable[
+        [int, int, IntArray], FloatArray]:
+    """Return the per-position cost of each shortlisted track for the requested order."""
+    top = np.sort(base[shortlist])[: rules.length]
+    typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
+    if rules.order == "similarity":
+        return lambda pos, prev, rows: base[rows]
+    if rules.order == "flow":
+        def flow(pos: int, prev: int, rows: IntArray) -> FloatArray:
+            return base[rows] / typical + FLOW_WEIGHT * _transition(cat, prev, rows)
+        return flow
+    start, end = _ramp_ends(cat, rules, shortlist[np.argsort(base[shortlist])[: rules.length]])
+    log_tempo = np.log2(np.where(np.isfinite(cat.tempo_bpm), cat.tempo_bpm, 1.0))
+    unknown = ~np.isfinite(cat.tempo_bpm)
+
+    def ramp(pos: int, prev: int, rows: IntArray) -> FloatArray:
+        share = pos / max(rules.length - 1, 1)
+        target = math.log2(start) + share * (math.log2(end) - math.log2(start))
+        off = np.where(unknown[rows], 4.0, np.abs(log_tempo[rows] - target) / RAMP_UNIT)
+        return base[rows] / typical + RAMP_WEIGHT * off
+    return ramp
+
+
+def _ramp_ends(cat: Catalogue, rules: Rules, closest: IntArray) -> tuple[float, float]:
+    """Return the ramp's first and last tempo: --bpm FROM-TO, else the closest tracks' spread."""
+    if rules.bpm_range is not None:
+        return rules.bpm_range
+    tempi = cat.tempo_bpm[closest]
+    tempi = tempi[np.isfinite(tempi) & (tempi > 0)]
+    if not tempi.size:
+        return 120.0, 120.0
+    low, high = np.percentile(tempi, [10.0, 90.0])
+    return float(low), float(high)
+
+
+def _transition(cat: Catalogue, prev: int, rows: IntArray) -> FloatArray:
+    """Return how rough the step from `prev` to each row is: tempo (in 4 % units) plus key steps."""
+    if prev < 0:
+        return np.zeros(len(rows))
+    key = KEY_DISTANCE[cat.camelot[prev], cat.camelot[rows]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tempo = np.abs(np.log2(cat.tempo_bpm[rows] / cat.tempo_bpm[prev])) / TEMPO_UNIT
+    return np.asarray(np.where(np.isfinite(tempo), np.minimum(tempo, 6.0), 2.0) + key, dtype=np.float64)
+
+
+# --- a path from A to B --------------------------------------------------------------------------
+
+
+def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlist:
+    """Return A, then tracks that move step by step towards B, then B: `rules.length` in all.
+
+    Every track is projected on the segment A→B in the weighted space: `along` is how far (0 at
+    A, 1 at B) and `off` how far from the line. Playlist position i wants along = i / (length - 1);
+    each pick must lie further along than the one before, so the path never turns back. The cost
+    of a pick is its squared distance off the line (in units of the corridor's median) plus its
+    squared distance from the target point (in steps): real libraries are not straight lines, and
+    without the second term a path would leap ahead to wherever the line is well covered.
+    """
+    rules.check()
+    if start == end or cat.recording[start] == cat.recording[end]:
+        raise PlaylistError("--from and --to are the same recording")
+    weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
+    span = weighted[end] - weighted[start]
+    span2 = float(span @ span) or 1e-12
+    rel = weighted - weighted[start]
+    along = (rel @ span) / span2
+    off2 = np.maximum(np.einsum("ij,ij->i", rel, rel) - along**2 * span2, 0.0)
+    length = max(rules.length, 2)
+    inner = replace(rules, length=length)
+    walk = _Walk(cat, inner, off2, np.flatnonzero(candidate_mask(cat, rules) & (along > 0) & (along < 1)))
+    walk.place(start, -1)  # walk position p is playlist position p + 1
+    walk.reserve_end(end, length - 2)
+    picks, last = [start], 0.0
+    step = 1.0 / (length - 1)
+    # Being one step early or late costs as much as lying a typical distance off the line.
+    typical = float(np.median(off2[walk.shortlist])) if walk.shortlist.size else 1.0
+    typical = typical if typical > 0 else 1.0
+
+    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        ok = along[rows] > last
+        if rules.bpm_tolerance_pct is not None:
+            ok &= _near_tempo(cat.tempo_bpm[rows], [cat.tempo_bpm[prev]], rules.bpm_tolerance_pct)
+        if pos == length - 3:  # the last free track also steps into B
+            ok &= _steps_into(cat, rules, rows, end)
+        return off2[rows] / typical + ((along[rows] - (pos + 1) * step) / step) ** 2, ok
+
+    for position in range(length - 2):
+        chosen = walk.step(position, picks[-1], step_cost)
+        if chosen is None:
+            break
+        picks.append(chosen)
+        last = float(along[chosen])
+    while len(picks) > 1 and not _steps_into(cat, rules, np.array(picks[-1:]), end)[0]:
+        picks.pop()  # the walk stopped early on a track that cannot lead into B
+    picks.append(end)
+    shares = [float(np.clip(along[i], 0.0, 1.0)) for i in picks]
+    a, b = cat.matrix.values[start], cat.matrix.values[end]
+    entries = _explain(cat, rules, picks, [a + s * (b - a) for s in shares],
+                       [f"path {100 * s:.0f} %" for s in shares], -1)
+    return Playlist("path", entries, (cat.tracks[start], cat.tracks[end]), _shortfall(inner, entries))
+
+
+def _steps_into(cat: Catalogue, rules: Rules, rows: IntArray, end: int) -> npt.NDArray[np.bool_]:
+    """Return which rows may come right before a fixed track under the tempo and key rules."""
+    ok = np.ones(len(rows), dtype=bool)
+    if rules.bpm_tolerance_pct is not None and math.isfinite(cat.tempo_bpm[end]):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok &= np.abs(cat.tempo_bpm[end] / cat.tempo_bpm[rows] - 1.0) <= rules.bpm_tolerance_pct / 100.0
+    if rules.key_compatible and cat.camelot[end] < 24:
+        ok &= KEY_COMPATIBLE[cat.camelot[rows], cat.camelot[end]]
+    return ok
+
+
+# --- a tag query ---------------------------------------------------------------------------------
+
+
+def query_playlist(cat: Catalogue, query: str, rules: Rules) -> Playlist:
+    """Return a playlist of tracks matching a tag expression, starting from its most central one.
+
+    The start is the match nearest the matches' mean vector: a stable, typical seed, so the
+    daemon rebuilds the same list until the library changes.
+    """
+    rules.check()
+    where = f"({query}) and ({rules.where})" if rules.where else query
+    narrowed = replace(rules, where=where, length=max(rules.length - 1, 1))
+    matches = np.flatnonzero(candidate_mask(cat, narrowed))
+    if not matches.size:
+        raise PlaylistError(f"no analysed track matches {query!r}")
+    weighted = cat.matrix.values[matches] * column_weights(cat.matrix.layout, rules.weights)
+    centre = int(matches[np.argmin(_squared_distances(weighted, weighted.mean(axis=0)))])
+    first = _explain(cat, rules, [centre], [cat.matrix.values[matches].mean(axis=0)],
+                     [f"centre of {query}"], -1)
+    rest = similar_playlist(cat, [centre], narrowed).entries if rules.length > 1 else ()
+    entries = first + rest
+    return Playlist("query", entries, (), _shortfall(rules, entries))
+
+
+# --- explanations --------------------------------------------------------------------------------
+
+
+def _explain(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequence[FloatArray],
+             labels: Sequence[str], before: int) -> tuple[Entry, ...]:
+    """Return the entries with their distance by group and their tempo/key step from the previous.
+
+    `refs` are the standardised (unweighted) vectors each pick is measured against.
+    """
+    entries = []
+    previous = before
+    for i, index in enumerate(picks):
+        track = cat.tracks[index]
+        row = np.array([index], dtype=np.intp)
+        groups = dict(zip(GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
+        total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
+        prev_track = cat.tracks[previous] if previous >= 0 else None
+        entries.append(Entry(track, Explanation(
+            reference=labels[i], distance=total, by_group=groups, bpm=track.tempo_bpm,
+            bpm_step_pct=_bpm_step(prev_track, track), key=track.camelot,
+            key_step=key_step(prev_track.camelot, track.camelot) if prev_track else None,
+        )))
+        previous = index
+    return tuple(entries)
+
+
+def _bpm_step(before: Track | None, after: Track) -> float | None:
+    if before is None or before.tempo_bpm is None or after.tempo_bpm is None or before.tempo_bpm <= 0:
+        return None
+    return 100.0 * (after.tempo_bpm / before.tempo_bpm - 1.0)
+
+
+def _label(track: Track) -> str:
+    return f"{track.artist} - {track.title}" if track.artist else track.title
+
+
+def _shortfall(rules: Rules, entries: Sequence[Entry]) -> tuple[str, ...]:
+    if len(entries) >= rules.length:
+        return ()
+    return (f"only {len(entries)} of {rules.length} tracks satisfy the rules; loosen a filter "
+            "or the spacing",)
+
+
+# --- parsing what people write -------------------------------------------------------------------
+
+def parse_range(text: str, what: str, *, clock: bool = False) -> tuple[float, float]:
+    """Return (from, to) of "100-130", "-14..-8" or "2:30-6:00" (clock=True: m:ss allowed)."""
+    match = re.match(r"^\s*(-?[\d.:]+?)\s*(?:\.\.|-|\bto\b)\s*(-?[\d.:]+)\s*$", text)
+    if match is None:
+        raise PlaylistError(f"{what}: cannot read {text!r}; write it like 100-130 (or -14..-8)")
+    try:
+        low, high = (_clock(g) if clock else float(g) for g in match.groups())
+    except ValueError as exc:
+        raise PlaylistError(f"{what}: cannot read {text!r}: {exc}") from exc
+    return low, high
+
+
+def _clock(text: str) -> float:
+    """Return seconds of "245", "4:05" or "1:02:03"."""
+    parts = text.split(":")
+    if not all(p.replace(".", "", 1).isdigit() for p in parts) or len(parts) > 3:
+        raise ValueError(f"{text!r} is not a duration like 4:05 or 245")
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60.0 + float(part)
+    return seconds
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """Return weights from "timbre=1,rhythm=1,tonal=0.5"; groups not named keep their default."""
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in GROUPS:
+            raise PlaylistError(f"--weights: unknown group {name!r}; groups are {', '.join(GROUPS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError as exc:
+            raise PlaylistError(f"--weights: {item!r} needs a number, as in {name}=0.5") from exc
+    return weights
