@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audio import write_garbage, write_tags, write_track
+from audio import write_garbage, write_track
 from conftest import Daemon, Library, daemon_env, wait_for
 from tunescout.config import DEFAULT_ANALYSER
 
