@@ -59,3 +59,4 @@ class TrackAnalysis:
     tags_error: str | None = None  # tags unreadable; the audio was still analysed
     decode_warning: str | None = None  # decoded only in part (truncated, corrupt packets skipped)
     features: tuple[FeatureGroup, ...] = field(default_factory=tuple)
+    features_reused: bool = False  # same digest as a recording analysed before: features kept

@@ -56,6 +56,7 @@ def analysis_from_dict(data: dict[str, Any]) -> TrackAnalysis:
             cover=dict(data["cover"]) if data.get("cover") is not None else None,
             tags_error=str(data["tags_error"]) if data.get("tags_error") else None,
             decode_warning=str(data["decode_warning"]) if data.get("decode_warning") else None,
+            features_reused=bool(data.get("features_reused", False)),
             features=groups,
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -437,6 +437,12 @@ class Store:
         ).fetchall()
         return {grp: {"version": version, **json.loads(vals)} for grp, version, vals in rows}
 
+    def has_current_features(self, digest: str) -> bool:
+        """Return True when every feature group of this recording is stored at its current version."""
+        rows = dict(self._conn.execute(
+            "SELECT grp, version FROM features WHERE digest = ?", (digest,)).fetchall())
+        return all(rows.get(group, -1) >= version for group, version in FEATURE_VERSIONS.items())
+
     def failures(self) -> list[FailureRow]:
         rows = self._conn.execute(
             "SELECT path, kind, reason, at, quarantined, attempts FROM failures ORDER BY at DESC"

@@ -76,12 +76,13 @@ class ZygoteHandle:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def spawn(self, batch_id: str, paths: list[Path], budget_bytes: int, cpu_s: int) -> int:
+    def spawn(self, batch_id: str, paths: list[Path], budget_bytes: int, cpu_s: int,
+              store: Path | None = None) -> int:
         """Ask for a child; return the read end of its result pipe."""
         read_fd, write_fd = os.pipe()
         try:
             message = protocol.encode({"op": "spawn", "batch": batch_id, "budget": budget_bytes,
-                                       "cpu_s": cpu_s,
+                                       "cpu_s": cpu_s, "store": str(store) if store else None,
                                        "paths": [protocol.path_to_wire(p) for p in paths]})
             socket.send_fds(self.sock, [message], [write_fd])
         except OSError:
@@ -322,7 +323,7 @@ class Supervisor:
         identities = [i for _, i in chosen]
         cpu_s = int(sum(self._allowance_s(i) for i in identities) + START_ALLOWANCE_S)
         read_fd = self.zygote.spawn(batch_id, [j.path for j in jobs],
-                                    self.config.workers.child_budget_bytes, cpu_s)
+                                    self.config.workers.child_budget_bytes, cpu_s, self.store.path)
         self.batches[batch_id] = Batch(batch_id, jobs, identities, read_fd, now,
                                        deadline=now + START_ALLOWANCE_S + self._allowance_s(identities[0]))
         log.debug("batch %s: %d files", batch_id, len(jobs), extra={"BATCH_ID": batch_id})
@@ -399,10 +400,12 @@ class Supervisor:
         self.store.record_analysis(job.path, identity, result)
         self.progress.analysed += 1
         tempo = next((g.values.get("tempo_bpm") for g in result.features if g.name == "rhythm"), None)
-        log.info("analysed %s", job.path, extra={
+        how = " (features reused: same audio as an analysed recording)" if result.features_reused else ""
+        log.info("analysed %s%s", job.path, how, extra={
             "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
             "CHILD_PID": batch.pid, "DURATION_MS": message.get("duration_ms"),
             "PEAK_RSS_KB": message.get("peak_rss_kb"), "TEMPO_BPM": tempo,
+            "FEATURES_REUSED": int(result.features_reused),
         })
 
     @staticmethod

@@ -12,6 +12,7 @@ import argparse
 import ctypes
 import gc
 import importlib
+import inspect
 import os
 import resource
 import select
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from tunescout import protocol
-from tunescout.errors import AnalysisError, ProtocolError
+from tunescout.errors import AnalysisError, ProtocolError, StoreError
 from tunescout.models import TrackAnalysis
+from tunescout.store import Store
 
 _PR_SET_PDEATHSIG = 1
 _result_fd: int | None = None
 
-Analyser = Callable[[Path], TrackAnalysis]
+Analyser = Callable[..., TrackAnalysis]  # (path[, have_features=...]) -> TrackAnalysis
 
 
 def result_fd() -> int | None:
@@ -74,9 +76,21 @@ def _peak_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int) -> dict[str, Any]:
+def _feature_lookup(analyse: Analyser, store_path: Path | None) -> Callable[[str], bool] | None:
+    """Return "are this recording's features stored at current versions?" when both sides can."""
+    if store_path is None or "have_features" not in inspect.signature(analyse).parameters:
+        return None
     try:
-        result = analyse(path)
+        store = Store.open_readonly(store_path)
+    except StoreError:
+        return None  # no database yet: nothing to reuse
+    return store.has_current_features
+
+
+def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int,
+                 have_features: Callable[[str], bool] | None) -> dict[str, Any]:
+    try:
+        result = analyse(path, have_features=have_features) if have_features else analyse(path)
         return {"t": "ok", "analysis": protocol.analysis_to_dict(result)}
     except AnalysisError as exc:
         return {"t": "fail", "kind": exc.kind, "reason": exc.reason}
@@ -89,8 +103,13 @@ def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int) -> dict[str, A
         return {"t": "fail", "kind": "internal", "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse: Analyser) -> None:
-    """Analyse a batch inside the forked child, one result line per file, then exit."""
+def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse: Analyser,
+              store_path: Path | None = None) -> None:
+    """Analyse a batch inside the forked child, one result line per file, then exit.
+
+    With `store_path`, an analyser that takes `have_features` may skip computing the features
+    of a recording already analysed (a tag edit, a copy, a delete and re-add): same digest.
+    """
     global _result_fd
     _result_fd = fd
     os.setpgid(0, 0)
@@ -98,10 +117,11 @@ def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse
     limit = vm_size_bytes() + budget_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+    have_features = _feature_lookup(analyse, store_path)
     for index, path in enumerate(paths):
         _write(fd, {"t": "start", "i": index, "path": protocol.path_to_wire(path)})
         started = time.monotonic()
-        message = _analyse_one(analyse, path, limit)
+        message = _analyse_one(analyse, path, limit, have_features)
         message.update(i=index, path=protocol.path_to_wire(path),
                        duration_ms=int((time.monotonic() - started) * 1000),
                        peak_rss_kb=_peak_rss_kb())
@@ -136,7 +156,9 @@ class Zygote:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
-                run_child(fds[0], paths, int(message["budget"]), int(message["cpu_s"]), self.analyse)
+                store = Path(message["store"]) if message.get("store") else None
+                run_child(fds[0], paths, int(message["budget"]), int(message["cpu_s"]),
+                          self.analyse, store)
             except BaseException:  # report anything, then leave without running atexit hooks
                 traceback.print_exc()
                 code = 70
