@@ -241,3 +241,75 @@ def test_junk_between_tag_and_first_frame(tmp_path: Path) -> None:
 
 def _syncsafe(raw: bytes) -> int:
     return (raw[0] << 21) | (raw[1] << 14) | (raw[2] << 7) | raw[3]
+
+
+# --- more containers, sample types, rates and layouts ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "major", "subtype", "sample_rate", "channels"),
+    [
+        ("rf64-16.wav", "RF64", "PCM_16", 44100, 2),
+        ("rf64-float.wav", "RF64", "FLOAT", 48000, 2),
+        ("double.wav", "WAV", "DOUBLE", 44100, 2),
+        ("int24.aiff", "AIFF", "PCM_24", 96000, 2),
+        ("int32.aiff", "AIFF", "PCM_32", 44100, 1),
+        ("float.aiff", "AIFF", "FLOAT", 44100, 2),
+        ("hires.flac", "FLAC", "PCM_24", 96000, 2),
+        ("surround.flac", "FLAC", "PCM_16", 48000, 6),
+        ("phone.flac", "FLAC", "PCM_16", 8000, 1),
+    ],
+)
+def test_sndfile_containers_decode_to_their_duration(
+    tmp_path: Path, name: str, major: str, subtype: str, sample_rate: int, channels: int
+) -> None:
+    path = tmp_path / name
+    data = np.repeat(np.sin(np.linspace(0, 2 * np.pi * 440 * 3, 3 * sample_rate))[:, None],
+                     channels, axis=1) * 0.25
+    soundfile.write(path, data, sample_rate, format=major, subtype=subtype)
+    signal, reader = decode(path)
+    assert len(reader.info.channels) == channels
+    assert reader.info.sample_rate_hz == sample_rate
+    assert reader.duration_s == pytest.approx(3.0, rel=0.01)
+    assert reader.problems == []
+    assert float(np.max(np.abs(signal))) == pytest.approx(0.25, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "sample_rate", "channels"),
+    [(".wv", 96000, 1), (".wv", 8000, 6), (".mp3", 8000, 1), (".m4a", 96000, 2),
+     (".opus", 48000, 6), (".alac.m4a", 96000, 1), (".wma", 8000, 2)],
+)
+def test_codecs_at_odd_rates_and_layouts(
+    tmp_path: Path, suffix: str, sample_rate: int, channels: int
+) -> None:
+    path = write_track(tmp_path / f"t{suffix}", seconds=3.0, sample_rate=sample_rate,
+                       channels=channels)
+    signal, reader = decode(path)
+    assert len(reader.info.channels) == channels
+    assert reader.duration_s == pytest.approx(3.0, rel=0.03)
+    assert len(signal) == reader.samples
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".flac", ".wav"])
+def test_mono_reader_matches_the_mean_of_the_channels(tmp_path: Path, suffix: str) -> None:
+    """The analysis path mixes at the native rate, then resamples one channel: same signal."""
+    path = write_track(tmp_path / f"t{suffix}", seconds=4.0, kind="chords", channels=2)
+    stereo, _ = decode(path)
+    native: list[np.ndarray] = []
+    with AudioReader(path, mono=True, on_native=native.append) as reader:
+        parts = list(reader.blocks())
+    assert all(part.shape[0] == 1 for part in parts)
+    mono = np.concatenate([part[0] for part in parts])
+    assert abs(len(mono) - len(stereo)) <= 1
+    n = min(len(mono), len(stereo))
+    assert np.max(np.abs(mono[:n] - stereo[:n])) < 1e-3
+    assert sum(block.shape[1] for block in native) == 4 * 44100
+    assert reader.digest == digest_of(path)
+
+
+def test_junk_before_the_first_frame_without_a_tag(tmp_path: Path) -> None:
+    path = write_track(tmp_path / "t.mp3", seconds=4.0)
+    path.write_bytes(bytes(range(256)) * 20 + path.read_bytes())
+    signal, _ = decode(path)
+    assert len(signal) / ANALYSIS_RATE_HZ == pytest.approx(4.0, rel=0.02)
