@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audio import write_garbage, write_track
+from audio import write_garbage, write_tags, write_track
 from conftest import Daemon, Library, daemon_env, wait_for
 from tunescout.config import DEFAULT_ANALYSER
 
@@ -203,3 +203,29 @@ def test_scan_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"\r[" in output and b"] 5/5 files" in output
     assert b"5 analysed, 0 failed, 0 not recorded" in output
+
+
+def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -> None:
+    """Same audio, same digest: a tag edit re-reads tags, a copy costs a demux, not an analysis."""
+    library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
+    daemon = start_daemon(library)
+    daemon.wait_log("running")
+    song = write_track(tmp_path / "song.flac", seconds=8, kind="drums", bpm=100,
+                       tags={"title": "Before", "artist": "Tester"})
+    shutil.move(song, library.music / "song.flac")
+    song = library.music / "song.flac"
+    daemon.wait_log(f"analysed {song}\n")
+    before = library.json("show", str(song))
+
+    write_tags(song, {"title": "After", "artist": "Tester"})  # in place, as a tag editor does
+    daemon.wait_log(f"analysed {song} (features reused")
+    after = library.json("show", str(song))
+    assert after["tags"]["title"] == "After"
+    assert after["digest"] == before["digest"]
+    assert after["features"] == before["features"]
+    assert after["analysed_at"] > before["analysed_at"]
+
+    shutil.copy(song, library.music / "copy.flac")
+    daemon.wait_log(f"analysed {library.music / 'copy.flac'} (features reused")
+    assert library.json("show", str(library.music / "copy.flac"))["features"] == before["features"]
+    assert daemon.stop() == 0

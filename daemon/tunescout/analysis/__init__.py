@@ -7,11 +7,12 @@ calls `warm_up()` so numba compiles before it forks, and each child calls `analy
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, to_mono
+from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, packet_digest, to_mono
 from tunescout.analysis.features import FeatureAccumulator, compute_features
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.tags import TagReport, read_tags
@@ -23,8 +24,12 @@ __all__ = ["ANALYSIS_RATE_HZ", "analyse_file", "warm_up"]
 log = logging.getLogger(__name__)
 
 
-def analyse_file(path: Path) -> TrackAnalysis:
+def analyse_file(path: Path, *, have_features: Callable[[str], bool] | None = None) -> TrackAnalysis:
     """Return the tags, digest, duration and features of one file.
+
+    With `have_features` (digest -> "stored at current versions?"), a recording analysed before
+    (a tag edit, a copy, a delete and re-add) costs a demux and a tag read: its packets are hashed
+    first and, on a hit, nothing is decoded and `features` comes back empty (`features_reused`).
 
     Raises AnalysisError with kind "io" (cannot open or read), "decode" (no decodable audio; the
     reason is FFmpeg's) or "memory" (MemoryError, naming the stage). Unreadable tags are not
@@ -33,8 +38,13 @@ def analyse_file(path: Path) -> TrackAnalysis:
     stage = "reading tags"
     try:
         report, tags_error = _tags_or_error(path)
+        stage = "hashing the audio"
+        known = _known_recording(path, have_features) if have_features else None
+        if known is not None:
+            return TrackAnalysis(digest=known[0], duration_s=known[1], tags=report.tags,
+                                 cover=report.cover, tags_error=tags_error, features_reused=True)
         stage = "decoding and computing features"
-        digest, duration_s, groups = _decode_and_measure(path)
+        digest, duration_s, groups, problems = _decode_and_measure(path)
     except MemoryError as exc:
         raise AnalysisError("memory", f"out of memory while {stage}") from exc
     return TrackAnalysis(
@@ -43,8 +53,20 @@ def analyse_file(path: Path) -> TrackAnalysis:
         tags=report.tags,
         cover=report.cover,
         tags_error=tags_error,
+        decode_warning="; ".join(problems) or None,
         features=groups,
     )
+
+
+def _known_recording(path: Path, have_features: Callable[[str], bool]) -> tuple[str, float] | None:
+    """Return (digest, duration) when this audio's features are stored already, else None."""
+    try:
+        digest, duration_s = packet_digest(path)
+    except AnalysisError:
+        return None  # the full decode says what is wrong, or copes with a broken tail
+    if duration_s is None or not have_features(digest):
+        return None
+    return digest, duration_s
 
 
 def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
@@ -57,7 +79,7 @@ def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
         return TagReport(), str(exc)
 
 
-def _decode_and_measure(path: Path) -> tuple[str, float, tuple[FeatureGroup, ...]]:
+def _decode_and_measure(path: Path) -> tuple[str, float, tuple[FeatureGroup, ...], list[str]]:
     """Decode the file once, block by block, feeding loudness and every feature as it goes.
 
     Nothing here grows with the file but the onset envelope (see `features`): a three-minute
@@ -81,7 +103,7 @@ def _decode_and_measure(path: Path) -> tuple[str, float, tuple[FeatureGroup, ...
                 extra={"TRACK_PATH": str(path), "EVENT": "decode_problem"},
             )
         groups = (*accumulator.finish(), _loudness_group(meter))
-        return reader.digest, reader.duration_s, groups
+        return reader.digest, reader.duration_s, groups, reader.problems
 
 
 def _loudness_group(meter: LoudnessMeter) -> FeatureGroup:

@@ -245,6 +245,20 @@ class AudioReader:
             )
 
 
+def packet_digest(path: Path) -> tuple[str, float | None]:
+    """Return the audio digest and the container's duration without decoding anything.
+
+    The same hash as `AudioReader.digest`, at demuxing cost (a few percent of a decode), so a
+    recording analysed before (a tag edit, a copy) is recognised before any work is done.
+    """
+    with AudioReader(path) as reader:
+        for _ in reader._demuxed():
+            pass
+        if reader.problems:
+            raise AnalysisError("decode", "; ".join(reader.problems))
+        return reader._hash.hexdigest(), reader.info.expected_s
+
+
 class _Accumulator:
     """Gather small decoded chunks into blocks of at least `size` samples."""
 
