@@ -94,3 +94,26 @@ def test_admin_without_own_database_reads_the_services(tmp_path: Path) -> None:
     system.parent.mkdir()
     system.write_bytes(b"")
     assert default_store_path(env, system) == system
+
+
+def test_playlists_are_validated_with_the_rest(tmp_path: Path) -> None:
+    raw = {"playlists": [{"name": "A", "seeds": ["a.flac"], "length": 0}],
+           "playlist_keeper": {"debounce": "soon", "histroy": "h.json"},
+           "playlist": {}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={}, base_dir=tmp_path)
+    problems = "\n".join(info.value.problems)
+    assert "playlists[0].output" in problems
+    assert "playlists[0].length" in problems
+    assert "playlist_keeper.debounce: cannot read 'soon' as a duration" in problems
+    assert "playlist_keeper.histroy: unknown key; did you mean 'history'?" in problems
+    assert "playlist: unknown section; did you mean 'playlists'?" in problems
+
+
+def test_a_valid_playlist_table(tmp_path: Path) -> None:
+    raw = {"playlists": [{"name": "Calm", "output": "out/calm.m3u8", "query": "genre=ambient",
+                          "length": 20}], "playlist_keeper": {"debounce": "30 s"}}
+    config = parse_config(raw, env={}, base_dir=tmp_path)
+    (spec,) = config.playlists.specs
+    assert spec.name == "Calm" and spec.output == tmp_path / "out" / "calm.m3u8"
+    assert config.playlists.debounce_s == 30

@@ -229,3 +229,29 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     daemon.wait_log(f"analysed {library.music / 'copy.flac'} (features reused")
     assert library.json("show", str(library.music / "copy.flac"))["features"] == before["features"]
     assert daemon.stop() == 0
+
+
+def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> None:
+    from playlist_io_helpers import read_paths
+
+    library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
+    out = tmp_path / "playlists" / "similar.m3u8"
+    seed = library.music / "seed.flac"
+    with library.config.open("a") as fh:
+        fh.write(f'\n[playlist_keeper]\ndebounce = "1 s"\n\n[[playlists]]\nname = "Like the seed"\n'
+                 f'output = "{out}"\nseeds = ["{seed}"]\nlength = 3\nartist_spacing = 0\n'
+                 f'album_spacing = 0\n')
+    for i, bpm in enumerate((100, 104, 140, 98)):
+        write_track(library.music / f"t{i}.flac", seconds=5, kind="drums", bpm=bpm,
+                    tags={"title": f"T{i}", "artist": f"A{i}"})
+    write_track(seed, seconds=5, kind="drums", bpm=100, tags={"title": "Seed", "artist": "S"})
+    daemon = start_daemon(library)
+    daemon.wait_log(f"playlist written to {out}", timeout_s=120)
+    paths = read_paths(out)
+    assert len(paths) == 3 and seed not in paths
+    assert set(paths) <= {library.music / f"t{i}.flac" for i in range(4)}
+    # a track leaving the library rewrites the playlist without it
+    gone = paths[0]
+    gone.unlink()
+    wait_for(lambda: gone not in read_paths(out), 60, what="the playlist rewritten without it")
+    assert daemon.stop() == 0

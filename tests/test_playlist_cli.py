@@ -17,7 +17,7 @@ from tunescout.playlist_io import read_m3u8
 from tunescout.playlists import Track, camelot_compatible
 
 # Until cli.py dispatches `playlist`, run the same parser and command through playlist_cli.main.
-ENTRY = "import sys; from tunescout.playlist_cli import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from tunescout.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 class Setup:

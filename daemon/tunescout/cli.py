@@ -299,7 +299,13 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.playlist_cli import cmd_playlist as build
+
+    return build(args, config)
+
+
+def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunescout", description="Watch a music library, analyse every track, build playlists.")
     parser.add_argument("--config", type=Path, help="config file (default: $TUNESCOUT_CONFIG, "
@@ -322,6 +328,13 @@ def _parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="forget failures and analyse those files again")
     retry.add_argument("paths", nargs="*", type=Path)
     retry.add_argument("--all", action="store_true")
+    if with_playlist:  # its options need numpy: loaded only when the command is `playlist`
+        from tunescout.playlist_cli import add_playlist_parser
+
+        add_playlist_parser(sub)
+    else:
+        sub.add_parser("playlist", help="build a playlist from the analysed library (similar "
+                       "tracks, a path from A to B, a tag query); see tunescout playlist --help")
     doctor = sub.add_parser("doctor", help="check the config, database, library, journal, memory "
                             "and analysis stack; explain what is wrong")
     doctor.add_argument("--json", action="store_true")
@@ -329,12 +342,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"doctor": cmd_doctor, "run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
+COMMANDS = {"doctor": cmd_doctor, "playlist": cmd_playlist, "run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(with_playlist="playlist" in words).parse_args(words)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -62,6 +62,13 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class PlaylistKeeperConfig:
+    debounce_s: float = 120.0
+    history: Path | None = None  # default: playlist-history.json beside the database
+    specs: tuple[Any, ...] = ()  # playlist_io.PlaylistSpec; typed loosely to keep numpy out of here
+
+
+@dataclass(frozen=True)
 class Config:
     library: LibraryConfig
     store: StoreConfig
@@ -69,6 +76,7 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    playlists: PlaylistKeeperConfig = field(default_factory=PlaylistKeeperConfig)
     source: str = "built-in defaults"
 
 
@@ -237,9 +245,13 @@ def parse_config(
     """Turn a parsed TOML document into a Config; raise ConfigError with every problem."""
     problems: list[str] = []
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    raw = dict(raw)
+    keeper = _playlists(raw.pop("playlists", None), raw.pop("playlist_keeper", None), base_dir,
+                        problems)
     for section, table in raw.items():
         if section not in _SECTIONS:
-            problems.append(f"{section}: unknown section{_did_you_mean(section, list(_SECTIONS))}")
+            known = [*_SECTIONS, "playlists", "playlist_keeper"]
+            problems.append(f"{section}: unknown section{_did_you_mean(section, known)}")
             continue
         if not isinstance(table, dict):
             problems.append(f"{section}: expected a table ([{section}])")
@@ -291,5 +303,34 @@ def parse_config(
         workers=WorkersConfig(**values["workers"]),
         memory=MemoryConfig(**memory),
         log=LogConfig(**values["log"]),
+        playlists=keeper,
         source=source,
     )
+
+
+def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
+               problems: list[str]) -> PlaylistKeeperConfig:
+    """Read `[[playlists]]` and `[playlist_keeper]`; the specs are checked by playlist_io."""
+    values: dict[str, Any] = {}
+    if keeper is not None:
+        if not isinstance(keeper, dict):
+            problems.append("playlist_keeper: expected a table ([playlist_keeper])")
+            keeper = {}
+        for key, value in keeper.items():
+            try:
+                if key == "debounce":
+                    values["debounce_s"] = parse_duration(value)
+                elif key == "history":
+                    values["history"] = _resolve(value, base_dir)
+                else:
+                    problems.append(f"playlist_keeper.{key}: unknown key"
+                                    f"{_did_you_mean(key, ['debounce', 'history'])}")
+            except ValueError as exc:
+                problems.append(f"playlist_keeper.{key}: {exc}")
+    if tables is not None:
+        from tunescout.playlist_io import parse_playlist_specs  # numpy: only when playlists exist
+
+        specs, found = parse_playlist_specs(tables, base_dir)
+        problems.extend(found)
+        values["specs"] = tuple(specs)
+    return PlaylistKeeperConfig(**values)

@@ -366,6 +366,13 @@ class PlaylistKeeper:
             self._first_change = now
         self._last_change = now
 
+    def next_due(self) -> float | None:
+        """Return when a rebuild could next be due (the caller's clock), or None when idle."""
+        if self._first_change is None or not self.specs:
+            return None
+        return min(self._last_change + self.debounce_s,
+                   self._first_change + self.MAX_DELAY_FACTOR * self.debounce_s)
+
     def due(self, now: float) -> bool:
         if self._first_change is None or not self.specs:
             return False

@@ -145,6 +145,34 @@ class Service:
         self._last_summary = time.monotonic()
         self._summary_base = (0, 0)
         self._started_at = time.time()
+        self.keeper = self._playlist_keeper(config)
+        self._changes_seen = 0
+        self._removed = 0  # files forgotten or moved, for the playlist keeper
+
+    # --- playlists ----------------------------------------------------------------------------
+
+    def _playlist_keeper(self, config: Config) -> Any:
+        """Return a PlaylistKeeper for the configured playlists, or None when there are none."""
+        if not config.playlists.specs:
+            return None
+        from tunescout.playlist_io import PlaylistKeeper  # numpy: only with playlists configured
+
+        history = config.playlists.history or config.store.path.with_name("playlist-history.json")
+        return PlaylistKeeper(config.playlists.specs, config.playlists.debounce_s, history,
+                              time.monotonic())
+
+    def _keep_playlists(self, now: float) -> None:
+        """Rebuild the configured playlists once the library has been quiet for the debounce."""
+        progress = self.loop.supervisor.progress
+        done = progress.analysed + progress.failed + progress.quarantined
+        if done != self._changes_seen:
+            self._changes_seen = done
+            self.keeper.note_change(now)
+        if self.keeper.due(now):
+            written = self.keeper.rebuild(self.store, time.time())
+            for path in written:
+                log.info("playlist written to %s", path,
+                         extra={"EVENT": "playlist_written", "TRACK_PATH": str(path)})
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -185,6 +213,7 @@ class Service:
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
         self.settler.settle_s = new.intake.settle_s
+        self.keeper = self._playlist_keeper(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
@@ -207,11 +236,19 @@ class Service:
             self._apply_change(change, wall, exts)
 
     def _apply_change(self, change: Change, wall: float, exts: frozenset[str]) -> None:
+        """Apply one watcher change; removals and moves count as library changes (playlists)."""
+        before = self._removed
+        self._apply(change, wall, exts)
+        if self._removed != before and self.keeper is not None:
+            self.keeper.note_change(time.monotonic())
+
+    def _apply(self, change: Change, wall: float, exts: frozenset[str]) -> None:
         if change.kind == "written" and is_candidate(change.path, exts):
             self.settler.touch(change.path, wall)
         elif change.kind == "deleted":
             self.settler.forget(change.path)
             if self.store.remove_files([change.path]):
+                self._removed += 1
                 log.info("removed %s", change.path,
                          extra={"EVENT": "removed", "TRACK_PATH": str(change.path)})
         elif change.kind == "moved" and change.dest is not None:
@@ -219,6 +256,7 @@ class Service:
             if not is_candidate(change.dest, exts):
                 self.store.remove_files([change.path])
             elif self.store.rename(change.path, change.dest, tree=False):
+                self._removed += 1
                 log.info("moved %s to %s", change.path, change.dest,
                          extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
             else:
@@ -226,6 +264,7 @@ class Service:
         elif change.kind == "dir_moved" and change.dest is not None:
             self.settler.forget_under(change.path)
             moved = self.store.rename(change.path, change.dest, tree=True)
+            self._removed += moved
             if moved:
                 log.info("moved folder %s to %s (%d files keep their analysis)", change.path,
                          change.dest, moved, extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
@@ -238,7 +277,9 @@ class Service:
             self._root_missing(change.path)
         elif change.kind == "dir_deleted":
             self.settler.forget_under(change.path)
-            if self.store.remove_tree(change.path):
+            gone = self.store.remove_tree(change.path)
+            self._removed += gone
+            if gone:
                 log.info("removed folder %s", change.path, extra={"EVENT": "removed"})
 
     def _root_missing(self, root: Path) -> None:
@@ -329,6 +370,7 @@ class Service:
             self.store.rename(old, new, tree=False)
             log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
         removed = self.store.remove_files(plan.removed) if plan.removed else 0
+        self._removed += removed + len(plan.moved)
         log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
                  len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
                  plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),
@@ -425,6 +467,8 @@ class Service:
         due = self.settler.next_due()
         if due is not None:
             candidates.append(due - wall)
+        if self.keeper is not None and self.keeper.next_due() is not None:
+            candidates.append(self.keeper.next_due() - now)
         ping = self.health.watchdog_due(now)
         if ping is not None:
             candidates.append(ping - now)
@@ -474,6 +518,8 @@ class Service:
                     log.info("stopped; %d files queued for next time", self.store.queue_length(),
                              extra={"EVENT": "stopped"})
                     return 0
+                if self.keeper is not None and not stopping:
+                    self._keep_playlists(now)
                 self._publish(now)
             except TunescoutError as exc:  # the main loop must survive anything
                 log.error("main loop: %s", exc, extra={"EVENT": "error"})
