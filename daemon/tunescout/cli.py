@@ -342,8 +342,9 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"doctor": cmd_doctor, "playlist": cmd_playlist, "run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
-            "failures": cmd_failures, "retry": cmd_retry}
+COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
+            "failures": cmd_failures, "retry": cmd_retry, "playlist": cmd_playlist,
+            "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
