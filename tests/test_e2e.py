@@ -228,6 +228,13 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     shutil.copy(song, library.music / "copy.flac")
     daemon.wait_log(f"analysed {library.music / 'copy.flac'} (features reused")
     assert library.json("show", str(library.music / "copy.flac"))["features"] == before["features"]
+
+    # deleted, then added back (some tools do that): the analysis was kept, nothing is recomputed
+    shutil.move(library.music / "copy.flac", tmp_path / "away.flac")
+    wait_for(lambda: library.cli("show", str(library.music / "copy.flac"), check=False).returncode == 3,
+             30, what="the deleted file forgotten")
+    shutil.move(tmp_path / "away.flac", library.music / "again.flac")
+    daemon.wait_log(f"analysed {library.music / 'again.flac'} (features reused")
     assert daemon.stop() == 0
 
 
