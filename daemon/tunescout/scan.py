@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,38 +30,48 @@ def _is_audio_name(name: bytes, extensions: frozenset[bytes]) -> bool:
 
 
 def _walk_dir(top: bytes, extensions: frozenset[str], walk: Walk,
-              seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[bytes, os.stat_result]]:
+              seen_dirs: set[tuple[int, int]]) -> None:
+    """Add every audio file under `top` to walk.files: the reconcile's hot loop, kept flat.
+
+    Folders are recognised from the directory entry's type (no stat unless it is a symlink
+    or a folder); names are checked as bytes; one stat per audio file, as `find` does.
+    """
     bext = frozenset(os.fsencode(e) for e in extensions)
+    files = walk.files
+    make = FileIdentity
+    is_reg = stat.S_ISREG
+    temp_prefixes = (b".~", b"~$", b"._")
     stack = [top]
     while stack:
         folder = stack.pop()
         walk.dirs += 1
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as it:
+                entries = list(it)
         except OSError as exc:
             walk.skipped_dirs.append((Path(os.fsdecode(folder)), exc.strerror or str(exc)))
             continue
         for entry in entries:
-            try:
-                is_dir = entry.is_dir()  # from the directory entry's type: no stat
-            except OSError:
-                continue
-            if is_dir:
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue
-                key = (st.st_dev, st.st_ino)
-                if key not in seen_dirs:  # a symlink loop or a second link to a folder: once
-                    seen_dirs.add(key)
-                    stack.append(entry.path)
-            elif _is_audio_name(entry.name, bext):
+            name = entry.name
+            dot = name.rfind(b".")
+            if dot > 0 and name[dot:].lower() in bext and not name.startswith(temp_prefixes):
                 try:
                     st = entry.stat()
                 except OSError:
                     continue  # a dangling symlink or a file that just vanished
-                if stat.S_ISREG(st.st_mode):
-                    yield entry.path, st
+                if is_reg(st.st_mode):
+                    files[entry.path] = make(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                    continue
+            try:
+                if not entry.is_dir():
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key not in seen_dirs:  # a symlink loop or a second link to a folder: once
+                seen_dirs.add(key)
+                stack.append(entry.path)
 
 
 def walk_library(roots: tuple[Path, ...], extensions: frozenset[str]) -> Walk:
@@ -81,8 +90,7 @@ def walk_library(roots: tuple[Path, ...], extensions: frozenset[str]) -> Walk:
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
         skipped_before = len(walk.skipped_dirs)
-        for path, fst in _walk_dir(os.fsencode(root), extensions, walk, seen_dirs):
-            walk.files[path] = FileIdentity.from_stat(fst)
+        _walk_dir(os.fsencode(root), extensions, walk, seen_dirs)
         walk.complete_roots.append(root)
         for folder, why in walk.skipped_dirs[skipped_before:]:
             log.warning("skipping folder %s: %s", folder, why,
