@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import enum
 import json
 import os
@@ -20,7 +19,7 @@ from tunescout.errors import ConfigError, StoreError
 from tunescout.intake import is_candidate
 from tunescout.logs import setup_logging
 from tunescout.store import Store
-from tunescout.units import format_duration
+from tunescout.units import format_duration, path_json
 
 
 class Exit(enum.IntEnum):
@@ -42,16 +41,6 @@ def _out(text: str) -> None:
 def _err(text: str) -> None:
     sys.stderr.buffer.write(f"tunescout: {text}".encode("utf-8", "surrogateescape") + b"\n")
     sys.stderr.flush()
-
-
-def path_json(path: Path | str) -> dict[str, str]:
-    """Return a path for JSON: `path` readable, plus `path_b64` (exact bytes) when not UTF-8."""
-    raw = os.fsencode(path)
-    try:
-        return {"path": raw.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"path": raw.decode("utf-8", "backslashreplace"),
-                "path_b64": base64.b64encode(raw).decode("ascii")}
 
 
 def _dump(data: Any) -> None:

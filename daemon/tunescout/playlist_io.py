@@ -8,7 +8,6 @@ folder sees the old playlist or the new one, never half of one.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import difflib
 import json
@@ -35,6 +34,7 @@ from tunescout.playlists import (
     query_playlist,
     similar_playlist,
 )
+from tunescout.units import path_json
 from tunescout.vectors import GROUPS
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,6 @@ def render_m3u8(playlist: Playlist, name: str, *, relative_to: Path | None = Non
             lines.append(f"# {_line(explain_text(entry))}".encode())
         lines.append(_written_path(track.path, relative_to))
     return b"\n".join(lines) + b"\n"
-
-
-def path_json(path: Path | str | bytes) -> dict[str, str]:
-    """Return a path for JSON: `path` readable, plus `path_b64` (exact bytes) when not UTF-8."""
-    raw = os.fsencode(path)
-    try:
-        return {"path": raw.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"path": raw.decode("utf-8", "backslashreplace"),
-                "path_b64": base64.b64encode(raw).decode("ascii")}
 
 
 def playlist_data(playlist: Playlist, name: str, *, relative_to: Path | None = None,

@@ -1,8 +1,11 @@
-"""Sizes and durations: parse what a person writes, format what a person reads."""
+"""Sizes, durations and paths: parse what a person writes, format what a person reads."""
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+from pathlib import Path
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -71,3 +74,13 @@ def parse_duration(value: float | str) -> float:
     if not match or match.group(2).lower() not in _DURATION_UNITS:
         raise ValueError(f"cannot read {value!r} as a duration; write it like \"5 s\" or \"6 h\"")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def path_json(path: Path | str | bytes) -> dict[str, str]:
+    """Return a path for JSON: `path` readable, plus `path_b64` (exact bytes) when not UTF-8."""
+    raw = os.fsencode(path)
+    try:
+        return {"path": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"path": raw.decode("utf-8", "backslashreplace"),
+                "path_b64": base64.b64encode(raw).decode("ascii")}
