@@ -147,6 +147,7 @@ class Service:
         self._started_at = time.time()
         self.keeper = self._playlist_keeper(config)
         self._changes_seen = 0
+        self._doomed: dict[Path, float] = {}  # deleted paths -> when to forget them
         self._removed = 0  # files forgotten or moved, for the playlist keeper
 
     # --- playlists ----------------------------------------------------------------------------
@@ -246,11 +247,10 @@ class Service:
         if change.kind == "written" and is_candidate(change.path, exts):
             self.settler.touch(change.path, wall)
         elif change.kind == "deleted":
+            # not at once: a move into a folder inotify does not watch yet looks like a delete,
+            # and the file turns up under its new name a moment later (see _changed_only)
             self.settler.forget(change.path)
-            if self.store.remove_files([change.path]):
-                self._removed += 1
-                log.info("removed %s", change.path,
-                         extra={"EVENT": "removed", "TRACK_PATH": str(change.path)})
+            self._doomed[change.path] = time.monotonic() + self.config.intake.settle_s + 2
         elif change.kind == "moved" and change.dest is not None:
             self.settler.forget(change.path)
             if not is_candidate(change.dest, exts):
@@ -322,7 +322,8 @@ class Service:
         """Drop files whose recorded identity still holds: an event is not a change.
 
         Editors and players open files for writing without changing them; a failed or
-        quarantined file is retried only when it really changed.
+        quarantined file is retried only when it really changed. A new name for a known inode
+        whose old name is gone is a move: the rows follow it.
         """
         changed = []
         for path in paths:
@@ -331,9 +332,33 @@ class Service:
                 identity = FileIdentity.from_stat(os.stat(path))
             except OSError:
                 continue
+            if known is None and self._moved_here(path, identity):
+                continue
             if known is None or known[1] == "pending" or known[0] != identity:
                 changed.append(path)
         return changed
+
+    def _moved_here(self, path: Path, identity: FileIdentity) -> bool:
+        old = self.store.path_with_identity(identity)
+        if old is None or old == path or old.exists():
+            return False
+        self._doomed.pop(old, None)
+        self.store.rename(old, path, tree=False)
+        self._removed += 1
+        log.info("moved %s to %s", old, path, extra={"EVENT": "moved", "TRACK_PATH": str(path)})
+        return True
+
+    def _remove_doomed(self, now: float) -> None:
+        """Forget files deleted a grace period ago that did not turn up elsewhere."""
+        for path, due in list(self._doomed.items()):
+            if now < due:
+                continue
+            del self._doomed[path]
+            if not path.exists() and self.store.remove_files([path]):
+                self._removed += 1
+                if self.keeper is not None:
+                    self.keeper.note_change(now)
+                log.info("removed %s", path, extra={"EVENT": "removed", "TRACK_PATH": str(path)})
 
     # --- reconcile ----------------------------------------------------------------------------
 
@@ -464,6 +489,8 @@ class Service:
         deadline = self.loop.supervisor.next_deadline()
         if deadline is not None:
             candidates.append(deadline - now)
+        if self._doomed:
+            candidates.append(min(self._doomed.values()) - now)
         due = self.settler.next_due()
         if due is not None:
             candidates.append(due - wall)
@@ -510,6 +537,7 @@ class Service:
                 if now >= self._next_rescan and not self._walking:
                     self._start_reconcile()
                 self._check_roots(now)
+                self._remove_doomed(now)
                 stopping = self._stop_requested_at is not None
                 if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
                     self.loop.supervisor.stop_all(now)

@@ -365,6 +365,13 @@ class Store:
         ).fetchone()
         return (FileIdentity(row[0], row[1], row[2], row[3]), row[4]) if row else None
 
+    def path_with_identity(self, identity: FileIdentity) -> Path | None:
+        """Return the path recorded for this inode, size and mtime, if any (a moved file)."""
+        row = self._conn.execute(
+            "SELECT path FROM files WHERE dev = ? AND ino = ? AND size = ? AND mtime_ns = ?",
+            tuple(identity)).fetchone()
+        return _p(row[0]) if row else None
+
     def failure_identity(self, path: Path) -> tuple[int | None, int | None] | None:
         row = self._conn.execute(
             "SELECT size, mtime_ns FROM failures WHERE path = ?", (_b(path),)
