@@ -1,6 +1,6 @@
 """Backfill throughput with 1 and with all workers, child start cost, and the daemon's own RSS.
 
-    python bench/backfill.py [--files 24] [--seconds 60]
+    python bench/backfill.py [--files 48] [--seconds 60]
 
 Writes N synthetic tracks (real FLAC files), analyses them with `tunescout scan` using one worker
 and then every core, and prints files/s and the speed-up; then the cost of starting one child
@@ -110,7 +110,7 @@ def daemon_rss_mb(config: Path, total: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--files", type=int, default=48)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
