@@ -147,7 +147,12 @@ LONG_CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_hour_file_in_bounded_memory(tmp_path: Path) -> None:
-    """A two-hour MP3 in a fresh process (as a child would, after warm_up): under 400 MB."""
+    """A two-hour MP3 in a fresh process (as a child would, after warm_up): under 400 MB.
+
+    With a warm numba cache, as the daemon runs (the unit's CacheDirectory): a cold cache adds
+    the JIT compiler's ~150 MB to the peak of whichever process compiles, which on a fresh
+    machine (CI) would be this one. A first process fills the cache, the measured one uses it.
+    """
     sys.path.insert(0, str(BENCH))
     try:
         from _common import RECIPES, write_long_mp3
@@ -155,7 +160,10 @@ def test_two_hour_file_in_bounded_memory(tmp_path: Path) -> None:
         sys.path.remove(str(BENCH))
     recipe = RECIPES[0]
     path = write_long_mp3(tmp_path / "mix.mp3", recipe, 7200.0)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    subprocess.run([sys.executable, "-c", "from tunescout.analysis import warm_up; warm_up()"],
+                   env=env, timeout=300, check=True)
     run = subprocess.run(
         [sys.executable, "-c", LONG_CHILD, str(path)],
         capture_output=True, text=True, env=env, timeout=120, check=True,
