@@ -19,7 +19,7 @@ from tunescout.errors import ConfigError, StoreError
 from tunescout.intake import is_candidate
 from tunescout.logs import setup_logging
 from tunescout.store import Store
-from tunescout.units import format_duration, path_json
+from tunescout.units import format_duration, format_size, path_json
 
 
 class Exit(enum.IntEnum):
@@ -173,6 +173,9 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         _out(f"  {daemon['status']}")
     if daemon.get("paused_reason"):
         _out(f"  paused: {daemon['paused_reason']}")
+    if state != "stopped" and daemon.get("workers") is not None:
+        free = daemon.get("memory_available_bytes")
+        _out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))
     for path in daemon.get("in_flight", []) if state != "stopped" else []:
         _out(f"  analysing {path}")
     _out(f"files {counts['files']}  analysed {counts['analysed']}  failed {counts['failed']}"
