@@ -1,7 +1,7 @@
 """Test analysers for the child seam (`[workers] analyser = "analysers:by_name"`).
 
 They behave by the file's name, so one batch can mix a poison file with healthy siblings:
-`hang` sleeps forever, `hog` allocates without bound, `segv` kills itself with SIGSEGV,
+`hang` sleeps forever, `stubborn` also ignores SIGTERM, `hog` allocates without bound, `segv` kills itself with SIGSEGV,
 `garbage` writes junk on the result pipe, `slow` takes two seconds, `fail` raises a decode error;
 any other name is "analysed" cheaply from its bytes. Nothing here imports librosa.
 """
@@ -33,6 +33,10 @@ def fake_analysis(path: Path) -> TrackAnalysis:
 
 def by_name(path: Path) -> TrackAnalysis:
     name = path.name
+    if "stubborn" in name:  # hangs and ignores SIGTERM: only SIGKILL ends it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(3600)
     if "hang" in name:
         while True:
             time.sleep(3600)

@@ -70,6 +70,15 @@ def test_hanging_file_times_out_and_is_quarantined(tmp_path: Path) -> None:
     assert failure["reason"].startswith("timed out after")
 
 
+def test_a_child_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
+    paths = _files(tmp_path, "a-stubborn.mp3", "b.mp3")
+    analysed, failed, missed, store = _scan(tmp_path, paths, timeout="1 s", timeout_per_mb="0 s",
+                                            max_workers=2, batch_size=1)
+    assert (analysed, failed, missed) == (1, 1, [])
+    failure = _failure(store, paths[0])
+    assert failure["kind"] == "timeout" and failure["quarantined"] is True
+
+
 def test_memory_hog_is_stopped_by_its_budget(tmp_path: Path) -> None:
     paths = _files(tmp_path, "x-hog.mp3", "y.mp3")
     analysed, failed, missed, store = _scan(tmp_path, paths, child_budget="200 MiB")

@@ -146,6 +146,7 @@ class Batch:
     maxrss_kb: int = 0
     timed_out: bool = False
     term_sent_at: float | None = None
+    kill_sent: bool = False  # SIGKILL asked for; only the zygote's exit report is awaited
     garbage: str | None = None  # what the child wrote that is not a result
     stopping: bool = False  # stopped by us at shutdown: not the files' fault
 
@@ -253,7 +254,8 @@ class Supervisor:
             self.start()
 
     def next_deadline(self) -> float | None:
-        times = [b.term_sent_at + GRACE_S if b.term_sent_at else b.deadline for b in self.batches.values()]
+        times = [b.term_sent_at + GRACE_S if b.term_sent_at else b.deadline
+                 for b in self.batches.values() if not b.kill_sent]
         return min(times) if times else None
 
     def dispatch(self, workers: int, now: float) -> int:
@@ -437,10 +439,11 @@ class Supervisor:
         if batch.term_sent_at is None and now >= batch.deadline:
             batch.timed_out = True
             self._terminate(batch, now)
-        elif batch.term_sent_at is not None and now >= batch.term_sent_at + GRACE_S:
+        elif (batch.term_sent_at is not None and not batch.kill_sent
+              and now >= batch.term_sent_at + GRACE_S):
             if self.zygote is not None:
                 self.zygote.kill(batch.id, signal.SIGKILL)
-            batch.term_sent_at = now + 3600  # sent; wait for the zygote to report the exit
+            batch.kill_sent = True
 
     def _terminate(self, batch: Batch, now: float) -> None:
         if batch.term_sent_at is None and self.zygote is not None:
