@@ -3,7 +3,8 @@
 They behave by the file's name, so one batch can mix a poison file with healthy siblings:
 `hang` sleeps forever, `stubborn` also ignores SIGTERM, `hog` allocates without bound, `segv`
 kills itself with SIGSEGV, `garbage` writes junk on the result pipe, `slow` takes two seconds,
-`fail` raises a decode error; any other name is "analysed" cheaply from its bytes. Nothing here imports librosa.
+`fail` raises a decode error; any other name is "analysed" cheaply from its bytes.
+Nothing here imports librosa.
 """
 
 from __future__ import annotations
