@@ -73,3 +73,45 @@ def test_a_file_moved_while_the_daemon_was_down_is_paired(tmp_path: Path) -> Non
     plan = plan_reconcile(walk, {os.fsencode(old): (identity, "analysed")}, set())
     assert plan.moved == [(old, moved)]
     assert plan.new == [] and plan.removed == []
+
+
+def test_unreadable_folder_is_skipped_with_one_line_and_its_files_kept(tmp_path: Path) -> None:
+    """As an unprivileged user (root reads everything): lost+found and the like."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to run the walk as an unprivileged uid (setpriv)")
+    root = Path(tempfile.mkdtemp(prefix="tunescout-perm-"))
+    try:
+        _touch(root / "ok" / "a.flac")
+        _touch(root / "lost+found" / "b.flac")
+        for path in (root, root / "ok", root / "ok" / "a.flac"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (root / "lost+found").chmod(0o700)
+        code = (
+            "import os, sys, logging\n"
+            "from pathlib import Path\n"
+            "from tunescout.models import AUDIO_EXTENSIONS, FileIdentity\n"
+            "from tunescout.scan import walk_library, plan_reconcile\n"
+            "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+            "root = Path(sys.argv[1])\n"
+            "walk = walk_library((root,), AUDIO_EXTENSIONS)\n"
+            "known = {os.fsencode(root / 'lost+found' / 'b.flac'): (FileIdentity(0, 0, 1, 0), 'analysed')}\n"
+            "plan = plan_reconcile(walk, known, set())\n"
+            "print(sorted(os.fsdecode(p) for p in walk.files), plan.removed)\n"
+        )
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               sys.executable, "-c", code, str(root)],
+                              capture_output=True, text=True, env={**os.environ, "HOME": str(root)})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"[{str(root / 'ok' / 'a.flac')!r}] []"
+        lines = [line for line in proc.stderr.splitlines() if "lost+found" in line]
+        assert lines == [f"skipping folder {root / 'lost+found'}: Permission denied"]
+    finally:
+        (root / "lost+found").chmod(0o755)
+        shutil.rmtree(root)
