@@ -311,12 +311,13 @@ class Service:
             self._start_reconcile()
 
     def _touch_tree(self, folder: Path, wall: float) -> None:
-        """Settle the files of a folder that appeared, unless the database already knows them."""
+        """Settle the files of a folder that appeared; `_changed_only` drops the known ones.
+
+        Costs one walk of that folder, not a load of the whole library's rows.
+        """
         walk = walk_library((folder,), self.config.library.extensions)
-        plan = plan_reconcile(walk, {k: v for k, v in self.store.identities().items()
-                                     if k in walk.files}, self.store.queued_paths())
-        for path in plan.new + plan.changed:
-            self.settler.touch(path, wall)
+        for raw in walk.files:
+            self.settler.touch(Path(os.fsdecode(raw)), wall)
 
     def _changed_only(self, paths: list[Path]) -> list[Path]:
         """Drop files whose recorded identity still holds: an event is not a change.
