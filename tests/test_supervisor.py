@@ -10,7 +10,7 @@ import pytest
 
 from conftest import daemon_env
 from tunescout.config import parse_config
-from tunescout.service import run_scan
+from tunescout.loop import run_scan
 from tunescout.store import Store
 from tunescout.supervisor import child_env, decode_wait_status
 

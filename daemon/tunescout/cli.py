@@ -107,7 +107,7 @@ class _Bar:
 
 
 def cmd_scan(args: argparse.Namespace, config: Config) -> int:
-    from tunescout.service import run_scan
+    from tunescout.loop import run_scan
 
     setup_logging("debug" if args.verbose else "error", "stderr")
     targets, problems = _expand_targets(args.paths, config)

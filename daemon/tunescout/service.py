@@ -4,118 +4,31 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, TunescoutError
 from tunescout.health import Health
-from tunescout.intake import Settler, is_candidate
+from tunescout.library import Library
 from tunescout.logs import setup_logging
-from tunescout.memory import MemoryGate, MemoryReading, read_memory, worker_budget
-from tunescout.models import FileIdentity
-from tunescout.scan import Walk, plan_reconcile, walk_library
-from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Job, Store
-from tunescout.supervisor import Supervisor
-from tunescout.units import format_duration, format_size
-from tunescout.watcher import Change, Watcher
+from tunescout.loop import MEMORY_EVERY_S, Loop
+from tunescout.memory import MemoryGate
+from tunescout.scan import Walk, walk_library
+from tunescout.units import format_duration
+from tunescout.watcher import Watcher
 
 log = logging.getLogger("tunescout.service")
 
 STATUS_EVERY_S = 2.0  # while busy
 HEARTBEAT_EVERY_S = 60.0  # daemon state written to the database while idle
-MEMORY_EVERY_S = 2.0
 STOP_GRACE_S = 10.0  # running children may finish their file before being stopped
 SUMMARY_EVERY_S = 60.0
-
-
-class Loop:
-    """What `run` and `scan` share: the store, the supervisor, the memory gate, the wake pipe."""
-
-    def __init__(self, config: Config, env: Mapping[str, str]) -> None:
-        self.config = config
-        self.env = env
-        self.store = Store.open(config.store.path)
-        self.supervisor = Supervisor(config, self.store, env)
-        self.gate = MemoryGate(config.memory.min_available_bytes, config.memory.pause_above_percent,
-                               config.memory.resume_below_percent)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.workers = 0
-        self.memory: MemoryReading | None = None
-        self._memory_at = 0.0
-
-    def wake(self) -> None:
-        """Wake the main loop from another thread or a signal handler."""
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # already awake
-
-    def wait(self, timeout_s: float | None) -> set[int]:
-        """Sleep until a descriptor is readable or the timeout passes; return the readable ones.
-
-        A fresh poll set each time: result pipes are closed and their numbers reused, which a
-        long-lived epoll registration would silently miss.
-        """
-        poller = select.poll()
-        for fd in [self._wake_r, *self.supervisor.fds()]:
-            poller.register(fd, select.POLLIN)
-        timeout_ms = None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))
-        ready = {fd for fd, _ in poller.poll(timeout_ms)}
-        if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        return ready
-
-    def check_memory(self, now: float, *, force: bool = False) -> None:
-        """Read memory, move the gate, and size the worker pool; log every change with figures."""
-        if not force and now - self._memory_at < MEMORY_EVERY_S:
-            return
-        self._memory_at = now
-        self.memory = reading = read_memory()
-        if self.gate.update(reading):
-            figures = {"MEM_AVAILABLE_BYTES": reading.available_bytes,
-                       "MEM_USED_PERCENT": round(reading.used_percent, 1), "MEM_SOURCE": reading.source}
-            if self.gate.paused_reason:
-                log.warning("pausing analysis: %s", self.gate.paused_reason,
-                            extra={"EVENT": "paused", **figures})
-            else:
-                log.info("resuming analysis: %s available (%.0f %% used)",
-                         format_size(reading.available_bytes), reading.used_percent,
-                         extra={"EVENT": "resumed", **figures})
-        w = self.config.workers
-        workers = 0 if self.gate.paused_reason else worker_budget(
-            reading, max_workers=w.max_workers, child_budget_bytes=w.child_budget_bytes,
-            reserve_bytes=self.config.memory.reserve_bytes)
-        if workers != self.workers:
-            log.info("workers: %d (%s available, %s per child)", workers,
-                     format_size(reading.available_bytes), format_size(w.child_budget_bytes),
-                     extra={"EVENT": "workers", "WORKERS": workers,
-                            "MEM_AVAILABLE_BYTES": reading.available_bytes})
-            self.workers = workers
-
-    def step(self, readable: set[int], now: float, *, dispatch: bool) -> None:
-        self.supervisor.poll(readable, now)
-        if dispatch and self.supervisor.ready:
-            self.check_memory(now)
-            self.supervisor.dispatch(self.workers, now)
-
-    def close(self) -> None:
-        if self.supervisor.zygote is not None:
-            self.supervisor.zygote.stop()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self.store.close()
 
 
 class Service:
@@ -130,7 +43,7 @@ class Service:
         self.loop = Loop(config, env)
         self.store = self.loop.store
         self.health = Health(env)
-        self.settler = Settler(config.intake.settle_s)
+        self.library = Library(config, self.store)
         self.watcher = Watcher(config.library.paths, config.library.watch,
                                config.library.poll_interval_s, self.loop.wake)
         self._signals: list[int] = []
@@ -147,8 +60,6 @@ class Service:
         self._started_at = time.time()
         self.keeper = self._playlist_keeper(config)
         self._changes_seen = 0
-        self._doomed: dict[Path, float] = {}  # deleted paths -> when to forget them
-        self._removed = 0  # files forgotten or moved, for the playlist keeper
 
     # --- playlists ----------------------------------------------------------------------------
 
@@ -165,7 +76,7 @@ class Service:
     def _keep_playlists(self, now: float) -> None:
         """Rebuild the configured playlists once the library has been quiet for the debounce."""
         progress = self.loop.supervisor.progress
-        done = progress.analysed + progress.failed + progress.quarantined
+        done = progress.analysed + progress.failed + progress.quarantined + self.library.changes
         if done != self._changes_seen:
             self._changes_seen = done
             self.keeper.note_change(now)
@@ -213,7 +124,7 @@ class Service:
         self.loop.supervisor.config = new
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
-        self.settler.settle_s = new.intake.settle_s
+        self.library.reconfigure(new)
         self.keeper = self._playlist_keeper(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
@@ -228,59 +139,14 @@ class Service:
     # --- changes from the watcher -------------------------------------------------------------
 
     def _drain_changes(self, wall: float) -> None:
-        exts = self.config.library.extensions
         while True:
             try:
                 change = self.watcher.changes.get_nowait()
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return
-            self._apply_change(change, wall, exts)
-
-    def _apply_change(self, change: Change, wall: float, exts: frozenset[str]) -> None:
-        """Apply one watcher change; removals and moves count as library changes (playlists)."""
-        before = self._removed
-        self._apply(change, wall, exts)
-        if self._removed != before and self.keeper is not None:
-            self.keeper.note_change(time.monotonic())
-
-    def _apply(self, change: Change, wall: float, exts: frozenset[str]) -> None:
-        if change.kind == "written" and is_candidate(change.path, exts):
-            self.settler.touch(change.path, wall)
-        elif change.kind == "deleted":
-            # not at once: a move into a folder inotify does not watch yet looks like a delete,
-            # and the file turns up under its new name a moment later (see _changed_only)
-            self.settler.forget(change.path)
-            self._doomed[change.path] = time.monotonic() + self.config.intake.settle_s + 2
-        elif change.kind == "moved" and change.dest is not None:
-            self.settler.forget(change.path)
-            if not is_candidate(change.dest, exts):
-                self.store.remove_files([change.path])
-            elif self.store.rename(change.path, change.dest, tree=False):
-                self._removed += 1
-                log.info("moved %s to %s", change.path, change.dest,
-                         extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
-            else:
-                self.settler.touch(change.dest, wall)
-        elif change.kind == "dir_moved" and change.dest is not None:
-            self.settler.forget_under(change.path)
-            moved = self.store.rename(change.path, change.dest, tree=True)
-            self._removed += moved
-            if moved:
-                log.info("moved folder %s to %s (%d files keep their analysis)", change.path,
-                         change.dest, moved, extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
-            self._touch_tree(change.dest, wall)
-        elif change.kind == "dir_added":
-            self._touch_tree(change.path, wall)
-        elif change.kind == "dir_deleted" and change.path in self.config.library.paths:
-            # an unmounted disk or a vanished automount: keep every file, wait for its return
-            self.settler.forget_under(change.path)
-            self._root_missing(change.path)
-        elif change.kind == "dir_deleted":
-            self.settler.forget_under(change.path)
-            gone = self.store.remove_tree(change.path)
-            self._removed += gone
-            if gone:
-                log.info("removed folder %s", change.path, extra={"EVENT": "removed"})
+            root = self.library.apply(change, wall)
+            if root is not None:
+                self._root_missing(root)
 
     def _root_missing(self, root: Path) -> None:
         if self.watcher.modes.get(root) != "missing":
@@ -310,57 +176,6 @@ class Service:
             self.watcher.start()
             self._start_reconcile()
 
-    def _touch_tree(self, folder: Path, wall: float) -> None:
-        """Settle the files of a folder that appeared; `_changed_only` drops the known ones.
-
-        Costs one walk of that folder, not a load of the whole library's rows.
-        """
-        walk = walk_library((folder,), self.config.library.extensions)
-        for raw in walk.files:
-            self.settler.touch(Path(os.fsdecode(raw)), wall)
-
-    def _changed_only(self, paths: list[Path]) -> list[Path]:
-        """Drop files whose recorded identity still holds: an event is not a change.
-
-        Editors and players open files for writing without changing them; a failed or
-        quarantined file is retried only when it really changed. A new name for a known inode
-        whose old name is gone is a move: the rows follow it.
-        """
-        changed = []
-        for path in paths:
-            known = self.store.file_identity(path)
-            try:
-                identity = FileIdentity.from_stat(os.stat(path))
-            except OSError:
-                continue
-            if known is None and self._moved_here(path, identity):
-                continue
-            if known is None or known[1] == "pending" or known[0] != identity:
-                changed.append(path)
-        return changed
-
-    def _moved_here(self, path: Path, identity: FileIdentity) -> bool:
-        old = self.store.path_with_identity(identity)
-        if old is None or old == path or old.exists():
-            return False
-        self._doomed.pop(old, None)
-        self.store.rename(old, path, tree=False)
-        self._removed += 1
-        log.info("moved %s to %s", old, path, extra={"EVENT": "moved", "TRACK_PATH": str(path)})
-        return True
-
-    def _remove_doomed(self, now: float) -> None:
-        """Forget files deleted a grace period ago that did not turn up elsewhere."""
-        for path, due in list(self._doomed.items()):
-            if now < due:
-                continue
-            del self._doomed[path]
-            if not path.exists() and self.store.remove_files([path]):
-                self._removed += 1
-                if self.keeper is not None:
-                    self.keeper.note_change(now)
-                log.info("removed %s", path, extra={"EVENT": "removed", "TRACK_PATH": str(path)})
-
     # --- reconcile ----------------------------------------------------------------------------
 
     def _start_reconcile(self) -> None:
@@ -379,29 +194,10 @@ class Service:
     def _finish_reconcile(self, wall: float) -> None:
         walk, self._walk, self._walking = self._walk, None, False
         assert walk is not None
-        plan = plan_reconcile(walk, self.store.identities(), self.store.queued_paths())
         inotify_roots = tuple(r for r, m in self.watcher.modes.items() if m.startswith("inotify"))
         if inotify_roots and set(inotify_roots) == set(walk.complete_roots):
             self.watcher.check_coverage(walk.dirs)
-        ready, settling = [], 0
-        for path in plan.new + plan.changed:
-            identity = walk.files[os.fsencode(path)]
-            if wall - identity.mtime_ns / 1e9 < self.config.intake.settle_s:
-                self.settler.touch(path, wall)  # still being written, perhaps
-                settling += 1
-            else:
-                ready.append(path)
-        self.store.enqueue(ready, PRIORITY_BACKFILL)
-        for old, new in plan.moved:
-            self.store.rename(old, new, tree=False)
-            log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
-        removed = self.store.remove_files(plan.removed) if plan.removed else 0
-        self._removed += removed + len(plan.moved)
-        log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
-                 len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
-                 plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),
-                                        "NEW": len(plan.new), "CHANGED": len(plan.changed),
-                                        "MOVED": len(plan.moved), "REMOVED": removed})
+        self.library.reconcile(walk, wall)
         self._next_rescan = time.monotonic() + self.config.intake.rescan_interval_s
 
     # --- status -------------------------------------------------------------------------------
@@ -434,15 +230,15 @@ class Service:
             parts.append(f"paused: {self.loop.gate.paused_reason}")
         if counts["failed"]:
             parts.append(f"{counts['failed']} failed")
-        if len(self.settler):
-            parts.append(f"{len(self.settler)} settling")
+        if len(self.library.settler):
+            parts.append(f"{len(self.library.settler)} settling")
         if self._walking:
             parts.append("scanning the library")
         parts.append(self.watcher.summary())
         return " · ".join(parts)
 
     def _publish(self, now: float, *, force: bool = False) -> None:
-        busy = self.loop.supervisor.busy() or self._walking or len(self.settler) > 0
+        busy = self.loop.supervisor.busy() or self._walking or len(self.library.settler) > 0
         shape = (busy, self.loop.supervisor.ready)
         changed, self._published_shape = shape != self._published_shape, shape
         due = self._last_status_at + (STATUS_EVERY_S if busy else HEARTBEAT_EVERY_S)
@@ -459,7 +255,7 @@ class Service:
             "running_children": len(sup.batches),
             "in_flight": sorted(str(p) for p in sup.in_flight()),
             "watch": self.watcher.modes and {str(k): v for k, v in self.watcher.modes.items()},
-            "settling": len(self.settler), "analysis_error": sup.fatal,
+            "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
         })
         self._last_heartbeat = now
@@ -490,9 +286,10 @@ class Service:
         deadline = self.loop.supervisor.next_deadline()
         if deadline is not None:
             candidates.append(deadline - now)
-        if self._doomed:
-            candidates.append(min(self._doomed.values()) - now)
-        due = self.settler.next_due()
+        removal = self.library.next_removal()
+        if removal is not None:
+            candidates.append(removal - now)
+        due = self.library.settler.next_due()
         if due is not None:
             candidates.append(due - wall)
         if self.keeper is not None and self.keeper.next_due() is not None:
@@ -530,15 +327,13 @@ class Service:
                 now, wall = time.monotonic(), time.time()
                 self._handle_signals(now)
                 self._drain_changes(wall)
-                ready = self._changed_only(self.settler.ready(wall))
-                if ready:
-                    self.store.enqueue(ready, PRIORITY_NEW)
+                self.library.queue_settled(wall)
                 if self._walk is not None:
                     self._finish_reconcile(wall)
                 if now >= self._next_rescan and not self._walking:
                     self._start_reconcile()
                 self._check_roots(now)
-                self._remove_doomed(now)
+                self.library.forget_deleted(now)
                 stopping = self._stop_requested_at is not None
                 if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
                     self.loop.supervisor.stop_all(now)
@@ -571,48 +366,3 @@ def run_daemon(config: Config, config_path: Path | None, env: Mapping[str, str],
                log_target: str | None = None) -> int:
     """Run the daemon until SIGTERM; return the exit status."""
     return Service(config, config_path, env, log_target=log_target).run()
-
-
-def run_scan(config: Config, targets: list[Path], env: Mapping[str, str],
-             on_progress: Callable[[int, int, int], None]) -> tuple[int, int, list[Path]]:
-    """Analyse the given files once, without watching; return (analysed, failed, not recorded)."""
-    loop = Loop(config, env)
-    try:
-        loop.store.enqueue(targets, PRIORITY_NEW)
-        pending = {p: None for p in targets}  # ordered set of files not yet recorded
-        interrupted: list[int] = []
-        old = signal.signal(signal.SIGINT, lambda s, f: interrupted.append(s))
-        old_term = signal.signal(signal.SIGTERM, lambda s, f: interrupted.append(s))
-        signal.set_wakeup_fd(loop._wake_w, warn_on_full_buffer=False)
-
-        def source(limit: int, exclude: set[Path]) -> list[Job]:
-            queued = {j.path: j for j in loop.store.next_jobs(len(pending) + 1, exclude)}
-            return [queued[p] for p in pending if p in queued][:limit]
-
-        loop.supervisor.job_source = source
-        loop.supervisor.start()
-        total = len(targets)
-        stop_at: float | None = None
-        while pending:
-            now = time.monotonic()
-            readable = loop.wait(1.0)
-            now = time.monotonic()
-            if interrupted and stop_at is None:
-                stop_at = now
-                loop.supervisor.stop_all(now)
-            loop.step(readable, now, dispatch=stop_at is None)
-            queued = loop.store.queued_paths()
-            in_flight = loop.supervisor.in_flight()
-            for path in [p for p in pending if os.fsencode(p) not in queued and p not in in_flight]:
-                del pending[path]
-            progress = loop.supervisor.progress
-            on_progress(total - len(pending), total, progress.failed + progress.quarantined)
-            if loop.supervisor.fatal or (stop_at is not None and not loop.supervisor.busy()):
-                break
-        signal.signal(signal.SIGINT, old)
-        signal.signal(signal.SIGTERM, old_term)
-        progress = loop.supervisor.progress
-        return progress.analysed, progress.failed + progress.quarantined, list(pending)
-    finally:
-        signal.set_wakeup_fd(-1)
-        loop.close()

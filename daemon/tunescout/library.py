@@ -1,0 +1,171 @@
+"""What a change in the library means for the database: settle, queue, follow moves, forget."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from tunescout.config import Config
+from tunescout.intake import Settler, is_candidate
+from tunescout.models import FileIdentity
+from tunescout.scan import Walk, plan_reconcile, walk_library
+from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
+from tunescout.watcher import Change
+
+log = logging.getLogger(__name__)
+
+DELETE_GRACE_S = 2.0  # beyond the settle time, before a deleted file is forgotten
+
+
+class Library:
+    """Turn watcher changes and reconcile walks into queued jobs, moved rows and forgotten files.
+
+    `changes` counts files moved or forgotten, so that the playlist keeper knows the library
+    changed; analyses are counted by the supervisor.
+    """
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.settler = Settler(config.intake.settle_s)
+        self.changes = 0
+        self._doomed: dict[Path, float] = {}  # deleted paths -> when to forget them (monotonic)
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.settler.settle_s = config.intake.settle_s
+
+    # --- watcher changes ----------------------------------------------------------------------
+
+    def apply(self, change: Change, wall: float) -> Path | None:
+        """Apply one change; return the library root when it is the root that went away."""
+        exts = self.config.library.extensions
+        if change.kind == "written" and is_candidate(change.path, exts):
+            self.settler.touch(change.path, wall)
+        elif change.kind == "deleted":
+            # not at once: a move into a folder inotify does not watch yet looks like a delete,
+            # and the file turns up under its new name a moment later (see `_moved_here`)
+            self.settler.forget(change.path)
+            self._doomed[change.path] = (time.monotonic() + self.config.intake.settle_s
+                                         + DELETE_GRACE_S)
+        elif change.kind == "moved" and change.dest is not None:
+            self._moved(change.path, change.dest, wall)
+        elif change.kind == "dir_moved" and change.dest is not None:
+            self.settler.forget_under(change.path)
+            moved = self.store.rename(change.path, change.dest, tree=True)
+            self.changes += moved
+            if moved:
+                log.info("moved folder %s to %s (%d files keep their analysis)", change.path,
+                         change.dest, moved, extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
+            self._touch_tree(change.dest, wall)
+        elif change.kind == "dir_added":
+            self._touch_tree(change.path, wall)
+        elif change.kind == "dir_deleted":
+            self.settler.forget_under(change.path)
+            if change.path in self.config.library.paths:
+                return change.path  # an unmounted disk: keep every file, wait for its return
+            gone = self.store.remove_tree(change.path)
+            self.changes += gone
+            if gone:
+                log.info("removed folder %s", change.path, extra={"EVENT": "removed"})
+        return None
+
+    def _moved(self, src: Path, dest: Path, wall: float) -> None:
+        self.settler.forget(src)
+        if not is_candidate(dest, self.config.library.extensions):
+            self.changes += self.store.remove_files([src])
+        elif self.store.rename(src, dest, tree=False):
+            self.changes += 1
+            log.info("moved %s to %s", src, dest, extra={"EVENT": "moved", "TRACK_PATH": str(dest)})
+        else:
+            self.settler.touch(dest, wall)
+
+    def _touch_tree(self, folder: Path, wall: float) -> None:
+        """Settle the files of a folder that appeared; `_changed_only` drops the known ones.
+
+        Costs one walk of that folder, not a load of the whole library's rows.
+        """
+        walk = walk_library((folder,), self.config.library.extensions)
+        for raw in walk.files:
+            self.settler.touch(Path(os.fsdecode(raw)), wall)
+
+    # --- settled files ------------------------------------------------------------------------
+
+    def queue_settled(self, wall: float) -> int:
+        """Queue the files that are complete now and really changed; return how many."""
+        ready = self._changed_only(self.settler.ready(wall))
+        if ready:
+            self.store.enqueue(ready, PRIORITY_NEW)
+        return len(ready)
+
+    def _changed_only(self, paths: list[Path]) -> list[Path]:
+        """Drop files whose recorded identity still holds: an event is not a change.
+
+        Editors and players open files for writing without changing them; a failed or
+        quarantined file is retried only when it really changed. A new name for a known inode
+        whose old name is gone is a move: the rows follow it.
+        """
+        changed = []
+        for path in paths:
+            known = self.store.file_identity(path)
+            try:
+                identity = FileIdentity.from_stat(os.stat(path))
+            except OSError:
+                continue
+            if known is None and self._moved_here(path, identity):
+                continue
+            if known is None or known[1] == "pending" or known[0] != identity:
+                changed.append(path)
+        return changed
+
+    def _moved_here(self, path: Path, identity: FileIdentity) -> bool:
+        old = self.store.path_with_identity(identity)
+        if old is None or old == path or old.exists():
+            return False
+        self._doomed.pop(old, None)
+        self.store.rename(old, path, tree=False)
+        self.changes += 1
+        log.info("moved %s to %s", old, path, extra={"EVENT": "moved", "TRACK_PATH": str(path)})
+        return True
+
+    # --- deletions ----------------------------------------------------------------------------
+
+    def next_removal(self) -> float | None:
+        """Return when the next deleted file is due to be forgotten (monotonic)."""
+        return min(self._doomed.values()) if self._doomed else None
+
+    def forget_deleted(self, now: float) -> None:
+        """Forget files deleted a grace period ago that did not turn up elsewhere."""
+        for path, due in list(self._doomed.items()):
+            if now < due:
+                continue
+            del self._doomed[path]
+            if not path.exists() and self.store.remove_files([path]):
+                self.changes += 1
+                log.info("removed %s", path, extra={"EVENT": "removed", "TRACK_PATH": str(path)})
+
+    # --- reconcile ----------------------------------------------------------------------------
+
+    def reconcile(self, walk: Walk, wall: float) -> None:
+        """Compare a walk with the database: queue new and changed files, follow moves, forget."""
+        plan = plan_reconcile(walk, self.store.identities(), self.store.queued_paths())
+        ready = []
+        for path in plan.new + plan.changed:
+            identity = walk.files[os.fsencode(path)]
+            if wall - identity.mtime_ns / 1e9 < self.config.intake.settle_s:
+                self.settler.touch(path, wall)  # still being written, perhaps
+            else:
+                ready.append(path)
+        self.store.enqueue(ready, PRIORITY_BACKFILL)
+        for old, new in plan.moved:
+            self.store.rename(old, new, tree=False)
+            log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
+        removed = self.store.remove_files(plan.removed) if plan.removed else 0
+        self.changes += removed + len(plan.moved)
+        log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
+                 len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
+                 plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),
+                                        "NEW": len(plan.new), "CHANGED": len(plan.changed),
+                                        "MOVED": len(plan.moved), "REMOVED": removed})

@@ -1,0 +1,150 @@
+"""The loop body that `run` and `scan` share, and the one-shot scan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tunescout.config import Config
+from tunescout.memory import MemoryGate, MemoryReading, read_memory, worker_budget
+from tunescout.store import PRIORITY_NEW, Job, Store
+from tunescout.supervisor import Supervisor
+from tunescout.units import format_size
+
+log = logging.getLogger(__name__)
+
+MEMORY_EVERY_S = 2.0
+
+
+class Loop:
+    """What `run` and `scan` share: the store, the supervisor, the memory gate, the wake pipe."""
+
+    def __init__(self, config: Config, env: Mapping[str, str]) -> None:
+        self.config = config
+        self.env = env
+        self.store = Store.open(config.store.path)
+        self.supervisor = Supervisor(config, self.store, env)
+        self.gate = MemoryGate(config.memory.min_available_bytes, config.memory.pause_above_percent,
+                               config.memory.resume_below_percent)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.workers = 0
+        self.memory: MemoryReading | None = None
+        self._memory_at = 0.0
+
+    def wake(self) -> None:
+        """Wake the main loop from another thread or a signal handler."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # already awake
+
+    def wait(self, timeout_s: float | None) -> set[int]:
+        """Sleep until a descriptor is readable or the timeout passes; return the readable ones.
+
+        A fresh poll set each time: result pipes are closed and their numbers reused, which a
+        long-lived epoll registration would silently miss.
+        """
+        poller = select.poll()
+        for fd in [self._wake_r, *self.supervisor.fds()]:
+            poller.register(fd, select.POLLIN)
+        timeout_ms = None if timeout_s is None else max(0, int(timeout_s * 1000 + 0.999))
+        ready = {fd for fd, _ in poller.poll(timeout_ms)}
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return ready
+
+    def check_memory(self, now: float, *, force: bool = False) -> None:
+        """Read memory, move the gate, and size the worker pool; log every change with figures."""
+        if not force and now - self._memory_at < MEMORY_EVERY_S:
+            return
+        self._memory_at = now
+        self.memory = reading = read_memory()
+        if self.gate.update(reading):
+            figures = {"MEM_AVAILABLE_BYTES": reading.available_bytes,
+                       "MEM_USED_PERCENT": round(reading.used_percent, 1), "MEM_SOURCE": reading.source}
+            if self.gate.paused_reason:
+                log.warning("pausing analysis: %s", self.gate.paused_reason,
+                            extra={"EVENT": "paused", **figures})
+            else:
+                log.info("resuming analysis: %s available (%.0f %% used)",
+                         format_size(reading.available_bytes), reading.used_percent,
+                         extra={"EVENT": "resumed", **figures})
+        w = self.config.workers
+        workers = 0 if self.gate.paused_reason else worker_budget(
+            reading, max_workers=w.max_workers, child_budget_bytes=w.child_budget_bytes,
+            reserve_bytes=self.config.memory.reserve_bytes)
+        if workers != self.workers:
+            log.info("workers: %d (%s available, %s per child)", workers,
+                     format_size(reading.available_bytes), format_size(w.child_budget_bytes),
+                     extra={"EVENT": "workers", "WORKERS": workers,
+                            "MEM_AVAILABLE_BYTES": reading.available_bytes})
+            self.workers = workers
+
+    def step(self, readable: set[int], now: float, *, dispatch: bool) -> None:
+        self.supervisor.poll(readable, now)
+        if dispatch and self.supervisor.ready:
+            self.check_memory(now)
+            self.supervisor.dispatch(self.workers, now)
+
+    def close(self) -> None:
+        if self.supervisor.zygote is not None:
+            self.supervisor.zygote.stop()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self.store.close()
+
+
+def run_scan(config: Config, targets: list[Path], env: Mapping[str, str],
+             on_progress: Callable[[int, int, int], None]) -> tuple[int, int, list[Path]]:
+    """Analyse the given files once, without watching; return (analysed, failed, not recorded)."""
+    loop = Loop(config, env)
+    try:
+        loop.store.enqueue(targets, PRIORITY_NEW)
+        pending = {p: None for p in targets}  # ordered set of files not yet recorded
+        interrupted: list[int] = []
+        old = signal.signal(signal.SIGINT, lambda s, f: interrupted.append(s))
+        old_term = signal.signal(signal.SIGTERM, lambda s, f: interrupted.append(s))
+        signal.set_wakeup_fd(loop._wake_w, warn_on_full_buffer=False)
+
+        def source(limit: int, exclude: set[Path]) -> list[Job]:
+            queued = {j.path: j for j in loop.store.next_jobs(len(pending) + 1, exclude)}
+            return [queued[p] for p in pending if p in queued][:limit]
+
+        loop.supervisor.job_source = source
+        loop.supervisor.start()
+        total = len(targets)
+        stop_at: float | None = None
+        while pending:
+            now = time.monotonic()
+            readable = loop.wait(1.0)
+            now = time.monotonic()
+            if interrupted and stop_at is None:
+                stop_at = now
+                loop.supervisor.stop_all(now)
+            loop.step(readable, now, dispatch=stop_at is None)
+            queued = loop.store.queued_paths()
+            in_flight = loop.supervisor.in_flight()
+            for path in [p for p in pending if os.fsencode(p) not in queued and p not in in_flight]:
+                del pending[path]
+            progress = loop.supervisor.progress
+            on_progress(total - len(pending), total, progress.failed + progress.quarantined)
+            if loop.supervisor.fatal or (stop_at is not None and not loop.supervisor.busy()):
+                break
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, old_term)
+        progress = loop.supervisor.progress
+        return progress.analysed, progress.failed + progress.quarantined, list(pending)
+    finally:
+        signal.set_wakeup_fd(-1)
+        loop.close()
