@@ -60,6 +60,8 @@ class Service:
         self._started_at = time.time()
         self.keeper = self._playlist_keeper(config)
         self._changes_seen = 0
+        self._errors = 0  # main-loop turns failed in a row
+        self._last_error, self._last_error_at = "", 0.0
 
     # --- playlists ----------------------------------------------------------------------------
 
@@ -345,15 +347,32 @@ class Service:
                 if self.keeper is not None and not stopping:
                     self._keep_playlists(now)
                 self._publish(now)
-            except TunescoutError as exc:  # the main loop must survive anything
-                log.error("main loop: %s", exc, extra={"EVENT": "error"})
-                time.sleep(1)
+            except Exception as exc:  # the main loop must survive anything
+                if self._loop_failed(exc, now):
+                    return 1
                 continue
-            except Exception:
-                log.exception("main loop: unexpected error", extra={"EVENT": "error"})
-                time.sleep(1)
-                continue
+            self._errors = 0
             self.health.ping(now)
+
+
+    def _loop_failed(self, exc: Exception, now: float) -> bool:
+        """Log a failed loop turn without flooding the journal, back off; True: give up (stopping).
+
+        The watchdog is not pinged while turns fail, so systemd restarts a daemon whose failures
+        last longer than WatchdogSec (a full disk, a database that went away).
+        """
+        self._errors += 1
+        text = str(exc) if isinstance(exc, TunescoutError) else f"{type(exc).__name__}: {exc}"
+        if text != self._last_error or now - self._last_error_at >= 60:
+            self._last_error, self._last_error_at = text, now
+            log.error("main loop: %s%s", text,
+                      f" (failing for {self._errors} turns)" if self._errors > 1 else "",
+                      exc_info=not isinstance(exc, TunescoutError), extra={"EVENT": "error"})
+        if self._stop_requested_at is not None and not self.loop.supervisor.busy():
+            log.error("stopping after errors", extra={"EVENT": "stopped"})
+            return True
+        time.sleep(min(10.0, 0.5 * 2 ** min(self._errors, 5)))
+        return False
 
 
 def _version() -> str:
