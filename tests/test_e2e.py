@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -261,4 +262,21 @@ def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> 
     gone = paths[0]
     gone.unlink()
     wait_for(lambda: gone not in read_paths(out), 60, what="the playlist rewritten without it")
+    assert daemon.stop() == 0
+
+
+def test_retry_queues_failures_again_and_wakes_the_daemon(tmp_path: Path, start_daemon) -> None:
+    library = Library(tmp_path)
+    bad = library.music / "x-fail.flac"
+    bad.write_bytes(os.urandom(3000))
+    daemon = start_daemon(library)
+    wait_for(lambda: daemon.log().count(f"failed {bad}") == 1, 30, what="the first failure")
+    time.sleep(3)  # idle now: the loop sleeps until its next timer (a minute)
+    assert daemon.log().count(f"failed {bad}") == 1  # not retried by itself: it did not change
+    proc = library.cli("retry", "--all")
+    assert proc.stdout.strip() == b"1 file queued again"
+    wait_for(lambda: daemon.log().count(f"failed {bad}") == 2, 10,
+             what="the retry picked up at once (SIGUSR1), not at the next heartbeat")
+    (failure,) = library.json("failures")  # retry forgot the old row; this is the new one
+    assert (failure["kind"], failure["attempts"]) == ("decode", 1)
     assert daemon.stop() == 0
