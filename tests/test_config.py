@@ -19,6 +19,7 @@ def test_example_config_loads_with_documented_values() -> None:
     assert config.workers.child_budget_bytes == 768 * 2**20
     assert config.memory.min_available_bytes == 300 * 10**6
     assert config.memory.pause_above_percent == 75
+    assert config.store.keep_deleted_s == 30 * 86400
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:

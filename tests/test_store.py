@@ -121,3 +121,35 @@ def test_unwritable_folder_is_explained(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the folder"):
         Store.open(blocker / "sub" / "t.db")
+
+
+def test_orphaned_features_are_pruned_after_the_grace_period(store: Store) -> None:
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis("kept"))
+    store.record_analysis(Path("/m/b.mp3"), IDENT, analysis("gone"))
+    store.remove_files([Path("/m/b.mp3")])
+    day = 86400.0
+    assert store.prune_orphans(30 * day, now=1000 * day) == 0  # orphaned from now on
+    assert store.has_current_features("gone")
+    assert store.prune_orphans(30 * day, now=1029 * day) == 0  # within the grace period
+    store.record_analysis(Path("/m/c.mp3"), IDENT, analysis("gone"))  # re-added: not an orphan
+    assert store.prune_orphans(30 * day, now=1031 * day) == 0
+    store.remove_files([Path("/m/c.mp3")])
+    assert store.prune_orphans(30 * day, now=1040 * day) == 0
+    assert store.prune_orphans(30 * day, now=1071 * day) == 1
+    assert not store.has_current_features("gone") and store.has_current_features("kept")
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    from tunescout.store import _MIGRATIONS
+
+    conn.executescript(_MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO files (path, dev, ino, size, mtime_ns, state, first_seen) "
+                 "VALUES (x'2f612e6d7033', 1, 2, 3, 4, 'analysed', 0)")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert list(store.identities()) == [b"/a.mp3"]  # the rows survive
+    assert store.prune_orphans(1.0) == 0

@@ -28,6 +28,7 @@ class LibraryConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path
+    keep_deleted_s: float = 30 * 86400.0  # features of a recording no file refers to
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
         "watch": ("watch", _choice("auto", "inotify", "poll")),
         "poll_interval": ("poll_interval_s", parse_duration),
     },
-    "store": {"path": ("path", lambda v: v)},
+    "store": {"path": ("path", lambda v: v),
+              "keep_deleted": ("keep_deleted_s", parse_duration)},
     "intake": {
         "settle": ("settle_s", parse_duration),
         "rescan_interval": ("rescan_interval_s", parse_duration),
@@ -298,7 +300,7 @@ def parse_config(
         raise ConfigError(source, problems)
     return Config(
         library=LibraryConfig(**library),
-        store=StoreConfig(path=store["path"] or default_store_path(env)),
+        store=StoreConfig(**{**store, "path": store["path"] or default_store_path(env)}),
         intake=IntakeConfig(**values["intake"]),
         workers=WorkersConfig(**values["workers"]),
         memory=MemoryConfig(**memory),

@@ -12,6 +12,7 @@ from tunescout.intake import Settler, is_candidate
 from tunescout.models import FileIdentity
 from tunescout.scan import Walk, plan_reconcile, walk_library
 from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
+from tunescout.units import format_duration
 from tunescout.watcher import Change
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,11 @@ class Library:
             log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
         removed = self.store.remove_files(plan.removed) if plan.removed else 0
         self.changes += removed + len(plan.moved)
+        pruned = self.store.prune_orphans(self.config.store.keep_deleted_s)
+        if pruned:
+            log.info("forgot the features of %d recordings no file has referred to for %s",
+                     pruned, format_duration(self.config.store.keep_deleted_s),
+                     extra={"EVENT": "pruned", "RECORDINGS": pruned})
         log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
                  len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
                  plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),

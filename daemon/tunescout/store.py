@@ -66,6 +66,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX queue_order ON queue (priority DESC, enqueued_at);
     CREATE TABLE daemon_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: recordings no file refers to any more, kept for a grace period (delete, then re-add)
+    """
+    CREATE TABLE orphans (digest TEXT PRIMARY KEY, since REAL NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -443,6 +447,25 @@ class Store:
             "SELECT grp, version, vals FROM features WHERE digest = ?", (digest,)
         ).fetchall()
         return {grp: {"version": version, **json.loads(vals)} for grp, version, vals in rows}
+
+    def prune_orphans(self, grace_s: float, now: float | None = None) -> int:
+        """Forget the features of recordings no file has referred to for `grace_s`; return how many.
+
+        A deleted file's analysis stays meanwhile, so a delete-then-re-add (some tools do that)
+        or a disk that comes back costs nothing.
+        """
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            referenced = "SELECT digest FROM files WHERE digest IS NOT NULL"
+            conn.execute(f"DELETE FROM orphans WHERE digest IN ({referenced})")
+            conn.execute(
+                "INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, ? "
+                f"FROM features WHERE digest NOT IN ({referenced})", (now,))
+            expired = "SELECT digest FROM orphans WHERE since <= ?"
+            pruned = conn.execute(f"SELECT count(*) FROM ({expired})", (now - grace_s,)).fetchone()[0]
+            conn.execute(f"DELETE FROM features WHERE digest IN ({expired})", (now - grace_s,))
+            conn.execute("DELETE FROM orphans WHERE since <= ?", (now - grace_s,))
+        return int(pruned)
 
     def has_current_features(self, digest: str) -> bool:
         """Return True when every feature group of this recording is stored at its current version."""
