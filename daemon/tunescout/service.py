@@ -20,6 +20,7 @@ from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
 from tunescout.memory import MemoryGate
 from tunescout.scan import Walk, walk_library
+from tunescout.store import Store
 from tunescout.units import format_duration
 from tunescout.watcher import Watcher
 
@@ -60,6 +61,7 @@ class Service:
         self._started_at = time.time()
         self.keeper = self._playlist_keeper(config)
         self._changes_seen = 0
+        self._rebuilding: threading.Thread | None = None
         self._errors = 0  # main-loop turns failed in a row
         self._last_error, self._last_error_at = "", 0.0
 
@@ -82,11 +84,27 @@ class Service:
         if done != self._changes_seen:
             self._changes_seen = done
             self.keeper.note_change(now)
-        if self.keeper.due(now):
-            written = self.keeper.rebuild(self.store, time.time())
-            for path in written:
+        if self._rebuilding is not None and not self._rebuilding.is_alive():
+            self._rebuilding = None
+        if self._rebuilding is None and self.keeper.due(now):
+            # in a thread with its own read-only connection: at 100k tracks building the index
+            # takes seconds, and the main loop must keep pinging the watchdog meanwhile
+            keeper, path = self.keeper, self.store.path
+            self._rebuilding = threading.Thread(target=self._rebuild, args=(keeper, path),
+                                                name="playlists", daemon=True)
+            self._rebuilding.start()
+
+    def _rebuild(self, keeper: Any, db: Path) -> None:
+        store = Store.open_readonly(db)
+        try:
+            for path in keeper.rebuild(store, time.time()):
                 log.info("playlist written to %s", path,
                          extra={"EVENT": "playlist_written", "TRACK_PATH": str(path)})
+        except Exception:  # a playlist thread must not die silently
+            log.exception("rebuilding the playlists failed", extra={"EVENT": "error"})
+        finally:
+            store.close()
+            self.loop.wake()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -316,6 +334,8 @@ class Service:
         try:
             return self._main_loop()
         finally:
+            if self._rebuilding is not None:
+                self._rebuilding.join(timeout=10)  # let a playlist being written finish
             self.watcher.stop()
             self.store.set_daemon_state({"state": "stopped", "pid": os.getpid(),
                                          "updated_at": time.time(), "status": "stopped"})
