@@ -249,7 +249,8 @@ class Service:
         if self.loop.gate.paused_reason:
             parts.append(f"paused: {self.loop.gate.paused_reason}")
         if counts["failed"]:
-            parts.append(f"{counts['failed']} failed")
+            quarantined = f" ({counts['quarantined']} quarantined)" if counts["quarantined"] else ""
+            parts.append(f"{counts['failed']} failed{quarantined}")
         if len(self.library.settler):
             parts.append(f"{len(self.library.settler)} settling")
         if self._walking:
