@@ -61,6 +61,23 @@ def daemon_env(**extra: str) -> dict[str, str]:
     return env
 
 
+class DaemonProcess:
+    """Stop or kill a `tunescout run` held in `self.proc` (shared by the daemon helpers)."""
+
+    proc: subprocess.Popen[bytes]
+
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait; return the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
 class Library:
     """A temporary library, database and config for one test."""
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import DaemonProcess
 from tunescout.health import watchdog_interval_s
 from tunescout.store import Store
 
@@ -106,7 +107,7 @@ def pings(notes: list[Notification]) -> list[Notification]:
 # --- the daemon --------------------------------------------------------------------------------
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """A `tunescout run` subprocess with its own library, database, config and log file."""
 
     def __init__(self, root: Path, notify: NotifySocket, extra_env: dict[str, str],
@@ -196,14 +197,7 @@ level = "debug"
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait; return the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        return self.terminate(timeout_s)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from conftest import DaemonProcess
+
 TESTS = Path(__file__).resolve().parent
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 TIMEOUT_S = 60.0  # a shared, noisy 2-core machine
@@ -49,7 +51,7 @@ pytestmark = pytest.mark.skipif(_journald_missing() is not None,
                                 reason=_journald_missing() or "journald present")
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """A `tunescout run` subprocess logging to journald under a unique identifier."""
 
     def __init__(self, root: Path, *, config_log: str, args: list[str]) -> None:
@@ -117,14 +119,7 @@ resume_below_percent = 98
             time.sleep(0.2)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=TIMEOUT_S)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        return self.terminate(TIMEOUT_S)
 
 
 @pytest.fixture
