@@ -70,9 +70,13 @@ def _known_recording(path: Path, have_features: Callable[[str], bool]) -> tuple[
 
 
 def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
-    """Read tags; a tag failure becomes a message, any other failure propagates."""
+    """Read tags; a tag failure becomes a message, any other failure propagates.
+
+    A tag block cut at the size cap keeps what was read, and says so in `tags_error`.
+    """
     try:
-        return read_tags(path), None
+        report = read_tags(path)
+        return report, (f"tags: {report.note}" if report.note else None)
     except AnalysisError as exc:
         if exc.kind != "tags":
             raise

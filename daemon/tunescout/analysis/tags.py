@@ -2,13 +2,16 @@
 
 The limits come from the seed note, where tag reading ran out of memory: at most `MAX_TAGS`
 entries are read, values are cut at `MAX_VALUE_CHARS` and lists at `MAX_LIST_ITEMS`. A cover is
-described (mime, size, dimensions from its header) but its data is never decoded or kept, and the
-mutagen object is dropped as soon as the values are copied out.
+described (mime, size, dimensions from its header) but its data is never read: `tagscan` walks the
+container first and hands mutagen a copy of the tag without picture payloads and with huge values
+cut (ID3 in MP3/WAV/AIFF, FLAC, Ogg Vorbis, Opus, MP4, ASF). Other formats go to mutagen as they
+are. The mutagen object is dropped as soon as the values are copied out.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import re
 import struct
 from collections.abc import Iterable, Iterator
@@ -25,6 +28,7 @@ import mutagen.mp4
 import mutagen.wave
 from mutagen._vorbis import VComment
 
+from tunescout.analysis import tagscan
 from tunescout.errors import AnalysisError
 
 MAX_TAGS = 100
@@ -90,6 +94,7 @@ class TagReport:
 
     tags: dict[str, TagValue] = field(default_factory=dict)
     cover: dict[str, Any] | None = None
+    note: str | None = None  # part of a huge tag block was skipped; `tags` has the rest
 
 
 def read_tags(path: Path) -> TagReport:
@@ -103,6 +108,8 @@ def read_tags(path: Path) -> TagReport:
     """
     try:
         return _read(path)
+    except tagscan.TagScanError as exc:
+        raise AnalysisError("tags", str(exc)) from exc
     except MemoryError as exc:
         # A corrupt length field can ask for gigabytes; the audio may still be fine.
         raise AnalysisError("tags", "out of memory reading tags") from exc
@@ -118,7 +125,12 @@ def _read(path: Path) -> TagReport:
     """Dispatch on the tag type mutagen found; add APEv2 and RIFF INFO where mutagen skips them."""
     report = TagReport()
     suffix = path.suffix.lower()
-    entries = list(_limited(_file_entries(path, report)))
+    with open(path, "rb") as handle:
+        scanned = tagscan.scan(handle)
+    if scanned is None:
+        entries = list(_limited(_file_entries(path, report)))
+    else:
+        entries = list(_limited(_scanned_entries(scanned, report)))
     if not entries and suffix == ".mp3":
         entries = list(_limited(_ape_entries(path, report)))  # APEv2-only MP3s exist
     if suffix in (".wav", ".wave"):
@@ -127,6 +139,27 @@ def _read(path: Path) -> TagReport:
         entries.extend((name, raw) for name, raw in riff if name not in known)
     _collect(report, entries)
     return report
+
+
+def _scanned_entries(scanned: tagscan.Scan, report: TagReport) -> Iterator[tuple[str, Any]]:
+    """Yield the entries of a scanned tag: mutagen parses the small rebuilt copy, not the file."""
+    report.note = scanned.note
+    picture = scanned.picture
+    if picture is not None:
+        report.cover = _cover(picture.mime, picture.nbytes, picture.head, picture.width,
+                              picture.height)
+    fileobj = io.BytesIO(scanned.data + scanned.id3v1)
+    if scanned.kind == "vorbis":
+        yield from _vorbis_entries(scanned.comments, report)
+    elif scanned.kind == "id3":
+        id3_class: Any = mutagen.id3.ID3  # untyped in mutagen
+        yield from _id3_entries(id3_class(fileobj, load_v1=bool(scanned.id3v1)), report)
+    elif scanned.kind == "mp4":
+        mp4: Any = mutagen.mp4  # untyped in mutagen
+        yield from _mp4_entries(mp4.MP4Tags(mp4.Atoms(fileobj), fileobj), report)
+    elif scanned.kind == "asf":
+        asf_class: Any = mutagen.asf.ASF  # untyped in mutagen
+        yield from _asf_entries(asf_class(fileobj).tags, report)
 
 
 def _file_entries(path: Path, report: TagReport) -> Iterator[tuple[str, Any]]:
@@ -198,7 +231,7 @@ def _id3_entries(tags: Any, report: TagReport) -> Iterator[tuple[str, Any]]:
             yield "", None  # counted against the limit, then ignored
 
 
-def _vorbis_entries(tags: VComment, report: TagReport) -> Iterator[tuple[str, Any]]:
+def _vorbis_entries(tags: Iterable[tuple[str, str]], report: TagReport) -> Iterator[tuple[str, Any]]:
     """Map Vorbis comments (FLAC, Ogg Vorbis, Opus); pictures there are base64 FLAC blocks."""
     for key, value in tags:
         name = _name(key)
