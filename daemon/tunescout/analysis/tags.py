@@ -430,18 +430,9 @@ def _vorbis_picture(value: str) -> dict[str, Any] | None:
 
 
 def _asf_picture(value: bytes) -> dict[str, Any] | None:
-    """Describe a WM/Picture: type, length, UTF-16 mime and description, then the image."""
-    try:
-        (nbytes,) = struct.unpack("<I", value[1:5])
-        end = value.index(b"\0\0", 5)
-        end += (end - 5) % 2  # the terminator is on a UTF-16 boundary
-        mime = value[5:end].decode("utf-16-le", errors="replace")
-        desc_end = value.index(b"\0\0", end + 2)
-        desc_end += (desc_end - end - 2) % 2
-        image = value[desc_end + 2 : desc_end + 2 + 4096]
-    except (ValueError, struct.error):
-        return None
-    return _cover(mime, nbytes, image)
+    """Describe a WM/Picture that mutagen read (the scanner's parser, one copy of it)."""
+    picture = tagscan.asf_picture(value)
+    return None if picture is None else _cover(picture.mime, picture.nbytes, picture.head[:4096])
 
 
 def _sniff_mime(head: bytes) -> str:

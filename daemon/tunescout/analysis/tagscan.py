@@ -768,7 +768,7 @@ def _asf_attributes(handle: BinaryIO, guid: bytes, body: int, end: int, style: i
             head = source.read(min(value_len, HEAD_BYTES))
             source.skip(value_len - len(head))
             if result.picture is None:
-                result.picture = _asf_picture(head)
+                result.picture = asf_picture(head)
             continue
         value = source.read(min(value_len, VALUE_BYTES + 2))
         source.skip(value_len - len(value))
@@ -786,7 +786,7 @@ def _asf_attributes(handle: BinaryIO, guid: bytes, body: int, end: int, style: i
     return guid + struct.pack("<Q", 24 + len(payload)) + payload
 
 
-def _asf_picture(value: bytes) -> Picture | None:
+def asf_picture(value: bytes) -> Picture | None:
     """Describe a WM/Picture: type, length, UTF-16 mime and description, then the image."""
     try:
         (nbytes,) = struct.unpack("<I", value[1:5])
