@@ -56,3 +56,18 @@ def by_name(path: Path) -> TrackAnalysis:
     if "fail" in name:
         raise AnalysisError("decode", "invalid data found when processing input")
     return fake_analysis(path)
+
+
+class _BrokenSetup:
+    """An analyser on which the child's own set-up fails before any file: a stand-in for a bug
+    in tunescout or a broken install (inspecting its signature raises)."""
+
+    @property
+    def __signature__(self) -> None:
+        raise RuntimeError("child set-up failed")
+
+    def __call__(self, path: Path) -> TrackAnalysis:
+        return fake_analysis(path)
+
+
+broken_setup = _BrokenSetup()

@@ -113,6 +113,15 @@ def test_broken_analyser_stops_with_a_reason(tmp_path: Path) -> None:
     assert (analysed, failed, missed) == (0, 0, paths)
 
 
+def test_children_dying_before_any_file_blame_no_file(tmp_path: Path) -> None:
+    paths = _files(tmp_path, "a.mp3", "b.mp3", "c.mp3")
+    config = _config(tmp_path, analyser="analysers:broken_setup")
+    analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
+    assert (analysed, failed, missed) == (0, 0, paths)  # stopped, nothing quarantined
+    store = Store.open_readonly(config.store.path)
+    assert store.failures() == [] and store.queue_length() == 3
+
+
 def test_wait_status_words() -> None:
     assert decode_wait_status(9) == "killed by SIGKILL"
     assert decode_wait_status(11 | 0x80) == "killed by SIGSEGV (core dumped)"

@@ -145,6 +145,7 @@ class Service:
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
         self.library.reconfigure(new)
+        self.loop.supervisor.clear_fatal()
         self.keeper = self._playlist_keeper(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):

@@ -35,6 +35,7 @@ CHILD_ENV = {
 _PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 START_ALLOWANCE_S = 30.0  # from spawn to the first file's start message
 GRACE_S = 5.0  # from SIGTERM to SIGKILL
+EARLY_DEATHS_FATAL = 3  # children in a row dying before their first file stop the analysis
 
 
 def decode_wait_status(status: int) -> str:
@@ -149,6 +150,7 @@ class Batch:
     kill_sent: bool = False  # SIGKILL asked for; only the zygote's exit report is awaited
     garbage: str | None = None  # what the child wrote that is not a result
     stopping: bool = False  # stopped by us at shutdown: not the files' fault
+    started: bool = False  # the child reached its first file
 
 
 @dataclass
@@ -177,6 +179,7 @@ class Supervisor:
         self.fatal: str | None = None  # the analysis stack cannot start: why
         self._batch_counter = 0
         self._zygote_failures = 0
+        self._early_deaths = 0  # children in a row that died before their first file
         # where jobs come from: the whole queue for the daemon, the named files for `scan`
         self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
 
@@ -186,6 +189,11 @@ class Supervisor:
         self.zygote = ZygoteHandle(self.config.workers.analyser, self.env)
         log.info("starting the analysis zygote (pid %d)", self.zygote.proc.pid,
                  extra={"EVENT": "zygote_starting", "CHILD_PID": self.zygote.proc.pid})
+
+    def clear_fatal(self) -> None:
+        """Try the analysis again (on reload): a stopped analysis restarts its zygote."""
+        self.fatal = None
+        self._early_deaths = self._zygote_failures = 0
 
     @property
     def ready(self) -> bool:
@@ -260,7 +268,7 @@ class Supervisor:
 
     def dispatch(self, workers: int, now: float) -> int:
         """Start batches until `workers` children run or the queue is empty; return how many."""
-        if not self.ready or self.zygote is None:
+        if not self.ready or self.zygote is None or self.fatal:
             return 0
         started = 0
         while len(self.batches) < workers:
@@ -366,6 +374,8 @@ class Supervisor:
             return
         now = time.monotonic()
         if kind == "start":
+            batch.started = True
+            self._early_deaths = 0
             batch.current, batch.current_since = index, now
             batch.deadline = now + self._allowance_s(batch.identities[index])
             return
@@ -466,6 +476,9 @@ class Supervisor:
             return
         if batch.stopping:
             return  # we stopped it: everything unreported stays queued for the next start
+        if not batch.started and not batch.garbage:
+            self._died_before_any_file(batch)
+            return
         culprit = batch.current if batch.current is not None else (unreported[0] if unreported else None)
         if culprit is None:
             return
@@ -481,6 +494,22 @@ class Supervisor:
         else:
             self._record_failure(batch, job, identity, kind, reason, quarantine=True,
                                  extra={"PEAK_RSS_KB": batch.maxrss_kb})
+
+    def _died_before_any_file(self, batch: Batch) -> None:
+        """A child that never reached a file is not the files' fault: they stay queued.
+
+        A few in a row mean the analysis cannot run at all (a broken install, a budget too small
+        to start): stop analysing and say why, rather than quarantine the library file by file.
+        """
+        self._early_deaths += 1
+        assert batch.exit_status is not None
+        words = "timed out" if batch.timed_out else decode_wait_status(batch.exit_status)
+        log.warning("batch %s: the analysis child %s before its first file", batch.id, words,
+                    extra={"EVENT": "child_failed", "BATCH_ID": batch.id, "CHILD_PID": batch.pid})
+        if self._early_deaths >= EARLY_DEATHS_FATAL:
+            self.fatal = (f"{self._early_deaths} analysis children in a row {words} before their "
+                          "first file; see the journal, then restart")
+            log.error("%s", self.fatal, extra={"EVENT": "analysis_stopped"})
 
     def _death_reason(self, batch: Batch, job: Job) -> str:
         assert batch.exit_status is not None
