@@ -10,7 +10,6 @@ are. The mutagen object is dropped as soon as the values are copied out.
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 import struct
@@ -144,10 +143,8 @@ def _read(path: Path) -> TagReport:
 def _scanned_entries(scanned: tagscan.Scan, report: TagReport) -> Iterator[tuple[str, Any]]:
     """Yield the entries of a scanned tag: mutagen parses the small rebuilt copy, not the file."""
     report.note = scanned.note
-    picture = scanned.picture
-    if picture is not None:
-        report.cover = _cover(picture.mime, picture.nbytes, picture.head, picture.width,
-                              picture.height)
+    if scanned.picture is not None:
+        report.cover = _picture_cover(scanned.picture)
     fileobj = io.BytesIO(scanned.data + scanned.id3v1)
     if scanned.kind == "vorbis":
         yield from _vorbis_entries(scanned.comments, report)
@@ -414,25 +411,23 @@ def _cover(
     }
 
 
+def _picture_cover(picture: tagscan.Picture | None, head_bytes: int | None = None
+                   ) -> dict[str, Any] | None:
+    """Describe a picture the scanner's parsers found, from at most `head_bytes` of its start."""
+    if picture is None:
+        return None
+    return _cover(picture.mime, picture.nbytes, picture.head[:head_bytes], picture.width,
+                  picture.height)
+
+
 def _vorbis_picture(value: str) -> dict[str, Any] | None:
     """Describe a base64 METADATA_BLOCK_PICTURE from its header, decoding only ~3 KiB of it."""
-    try:
-        head = base64.b64decode(value[:4096])
-        _kind, mime_len = struct.unpack(">II", head[:8])
-        mime = head[8 : 8 + mime_len].decode("ascii", errors="replace")
-        pos = 8 + mime_len
-        (desc_len,) = struct.unpack(">I", head[pos : pos + 4])
-        pos += 4 + desc_len
-        width, height, _depth, _colors, nbytes = struct.unpack(">IIIII", head[pos : pos + 20])
-    except (ValueError, struct.error):
-        return None
-    return _cover(mime, nbytes, head[pos + 20 :], width, height)
+    return _picture_cover(tagscan.vorbis_picture(value[:4096].encode("ascii", "ignore")))
 
 
 def _asf_picture(value: bytes) -> dict[str, Any] | None:
     """Describe a WM/Picture that mutagen read (the scanner's parser, one copy of it)."""
-    picture = tagscan.asf_picture(value)
-    return None if picture is None else _cover(picture.mime, picture.nbytes, picture.head[:4096])
+    return _picture_cover(tagscan.asf_picture(value), 4096)
 
 
 def _sniff_mime(head: bytes) -> str:

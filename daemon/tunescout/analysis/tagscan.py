@@ -448,7 +448,7 @@ def _vorbis_comments(source: _Source, result: Scan, budget: _Budget) -> None:
             if key == b"metadata_block_picture" and result.picture is None:
                 more = source.read(min(length, HEAD_BYTES * 4 // 3 + 64) - len(head))
                 consumed += len(more)
-                result.picture = _vorbis_picture((head + more).partition(b"=")[2])
+                result.picture = vorbis_picture((head + more).partition(b"=")[2])
             source.skip(length - consumed)
             continue
         if not budget.take(min(length, VALUE_BYTES)):
@@ -465,7 +465,7 @@ def _vorbis_comments(source: _Source, result: Scan, budget: _Budget) -> None:
             result.comments.append((name, value))
 
 
-def _vorbis_picture(value: bytes) -> Picture | None:
+def vorbis_picture(value: bytes) -> Picture | None:
     """Describe a base64 METADATA_BLOCK_PICTURE from the start of its value."""
     value = value[: len(value) // 4 * 4]
     try:
