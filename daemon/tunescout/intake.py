@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +110,3 @@ class Settler:
             done.append(path)
             del self._pending[path]
         return done
-
-    def pending(self) -> Iterable[Path]:
-        return list(self._pending)

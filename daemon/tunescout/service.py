@@ -55,7 +55,6 @@ class Service:
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
-        self._last_heartbeat = 0.0
         self._last_summary = time.monotonic()
         self._summary_base = (0, 0)
         self._started_at = time.time()
@@ -280,7 +279,6 @@ class Service:
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
         })
-        self._last_heartbeat = now
         self._summary(now)
 
     def _summary(self, now: float) -> None:

@@ -244,10 +244,6 @@ class Store:
                 (PRIORITY_RETRY, _b(path)),
             )
 
-    def dequeue(self, path: Path) -> None:
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
-
     # --- results ------------------------------------------------------------------------------
 
     def record_analysis(self, path: Path, identity: FileIdentity, result: TrackAnalysis) -> None:
@@ -376,12 +372,6 @@ class Store:
             tuple(identity)).fetchone()
         return _p(row[0]) if row else None
 
-    def failure_identity(self, path: Path) -> tuple[int | None, int | None] | None:
-        row = self._conn.execute(
-            "SELECT size, mtime_ns FROM failures WHERE path = ?", (_b(path),)
-        ).fetchone()
-        return (row[0], row[1]) if row else None
-
     def queued_paths(self) -> set[bytes]:
         return {r[0] for r in self._conn.execute("SELECT path FROM queue")}
 
@@ -478,16 +468,6 @@ class Store:
             "SELECT path, kind, reason, at, quarantined, attempts FROM failures ORDER BY at DESC"
         ).fetchall()
         return [FailureRow(_p(r[0]), r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
-
-    def stale_feature_digests(self) -> int:
-        """Count analysed recordings with a feature group older than this version computes."""
-        clauses = " OR ".join("(grp = ? AND version < ?)" for _ in FEATURE_VERSIONS)
-        args: list[Any] = [x for item in FEATURE_VERSIONS.items() for x in item]
-        return int(
-            self._conn.execute(
-                f"SELECT count(DISTINCT digest) FROM features WHERE {clauses}", args
-            ).fetchone()[0]
-        )
 
     # --- reads for playlists (playlists engineer) ---
 
