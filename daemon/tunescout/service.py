@@ -301,7 +301,7 @@ class Service:
                       self._next_root_check - now]
         if self.loop.supervisor.busy() or self._walking or not self.loop.supervisor.ready:
             candidates.append(STATUS_EVERY_S)
-        if self.store.queue_length() and self.loop.workers == 0:
+        if self.loop.workers == 0 and self.store.has_queued():
             candidates.append(MEMORY_EVERY_S)  # paused or no worker fits: look again soon
         deadline = self.loop.supervisor.next_deadline()
         if deadline is not None:

@@ -233,6 +233,10 @@ class Store:
         jobs = [Job(_p(r[0]), r[1], bool(r[2]), r[3]) for r in rows]
         return [j for j in jobs if j.path not in exclude][:limit]
 
+    def has_queued(self) -> bool:
+        """Return True when any job waits (cheap: the main loop asks on every turn)."""
+        return self._conn.execute("SELECT 1 FROM queue LIMIT 1").fetchone() is not None
+
     def queue_length(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
 
