@@ -42,13 +42,32 @@ def toml_value(value: Any) -> str:
     return str(value)
 
 
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    path.write_text(toml_text(sections))
     return path
+
+
+def cheap_sections(music: Path, db: Path, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Config for a daemon on the cheap test analyser, with the memory gate out of the way."""
+    sections: dict[str, dict[str, Any]] = {
+        "library": {"paths": [str(music)]},
+        "store": {"path": str(db)},
+        "intake": {"settle": "0.5 s"},
+        "workers": {"analyser": "analysers:by_name", "max_workers": 2},
+        "memory": {"min_available": "50 MB", "pause_above_percent": 99,
+                   "resume_below_percent": 98},
+    }
+    for name, values in overrides.items():
+        sections.setdefault(name, {}).update(values)
+    return sections
 
 
 def daemon_env(**extra: str) -> dict[str, str]:
@@ -86,17 +105,10 @@ class Library:
         self.music = root / "music"
         self.music.mkdir(parents=True, exist_ok=True)
         self.db = root / "state" / "tunescout.db"
-        merged: dict[str, dict[str, Any]] = {
-            "library": {"paths": [str(self.music)]},
-            "store": {"path": str(self.db)},
-            "intake": {"settle": "0.5 s"},
-            "workers": {"analyser": analyser, "max_workers": 2},
-            "memory": {"min_available": "50 MB", "pause_above_percent": 99,
-                       "resume_below_percent": 98},
-        }
+        config = cheap_sections(self.music, self.db, workers={"analyser": analyser})
         for name, values in sections.items():
-            merged.setdefault(name, {}).update(values)
-        self.config = write_config(root / "tunescout.toml", merged)
+            config.setdefault(name, {}).update(values)
+        self.config = write_config(root / "tunescout.toml", config)
 
     def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import DaemonProcess
+from conftest import DaemonProcess, cheap_sections, toml_text
 from tunescout.health import watchdog_interval_s
 from tunescout.store import Store
 
@@ -133,24 +133,9 @@ class Daemon(DaemonProcess):
                                          stdout=subprocess.DEVNULL, stderr=log)
 
     def write_config(self, text: str | None = None) -> None:
-        self.config.write_text(text if text is not None else f"""
-[library]
-paths = ["{self.library}"]
-[store]
-path = "{self.db}"
-[intake]
-settle = "0.3s"
-rescan_interval = "1h"
-[workers]
-analyser = "analysers:by_name"
-max_workers = 2
-[memory]
-min_available = "50 MB"
-pause_above_percent = 99
-resume_below_percent = 98
-[log]
-level = "debug"
-""")
+        self.config.write_text(text if text is not None else toml_text(cheap_sections(
+            self.library, self.db, intake={"settle": "0.3 s", "rescan_interval": "1 h"},
+            log={"level": "debug"})))
 
     @property
     def pid(self) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DaemonProcess
+from conftest import DaemonProcess, cheap_sections, toml_text
 
 TESTS = Path(__file__).resolve().parent
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -60,23 +60,9 @@ class Daemon(DaemonProcess):
         self.library.mkdir()
         self.root = root
         self.config = root / "tunescout.toml"
-        self.write_config(f"""
-[library]
-paths = ["{self.library}"]
-[store]
-path = "{root / 'tunescout.db'}"
-[intake]
-settle = "0.3s"
-rescan_interval = "1h"
-[workers]
-analyser = "analysers:by_name"
-max_workers = 2
-[memory]
-min_available = "50 MB"
-pause_above_percent = 99
-resume_below_percent = 98
-{config_log}
-""")
+        self.write_config(toml_text(cheap_sections(
+            self.library, root / "tunescout.db",
+            intake={"settle": "0.3 s", "rescan_interval": "1 h"})) + config_log + "\n")
         self.stderr = root / "stderr.log"
         env = {k: v for k, v in os.environ.items()
                if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",

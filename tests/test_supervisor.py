@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import daemon_env
+from conftest import cheap_sections, daemon_env
 from tunescout.config import parse_config
 from tunescout.loop import run_scan
 from tunescout.store import Store
@@ -16,13 +16,8 @@ from tunescout.supervisor import child_env, decode_wait_status
 
 
 def _config(tmp_path: Path, **workers: Any) -> Any:
-    raw = {
-        "library": {"paths": [str(tmp_path / "music")]},
-        "store": {"path": str(tmp_path / "t.db")},
-        "workers": {"analyser": "analysers:by_name", "max_workers": 2, **workers},
-        "memory": {"min_available": "50 MB", "pause_above_percent": 99, "resume_below_percent": 98},
-    }
-    return parse_config(raw, env={})
+    return parse_config(cheap_sections(tmp_path / "music", tmp_path / "t.db", workers=workers),
+                        env={})
 
 
 def _files(tmp_path: Path, *names: str) -> list[Path]:
