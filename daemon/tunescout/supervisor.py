@@ -508,7 +508,7 @@ class Supervisor:
                     extra={"EVENT": "child_failed", "BATCH_ID": batch.id, "CHILD_PID": batch.pid})
         if self._early_deaths >= EARLY_DEATHS_FATAL:
             self.fatal = (f"{self._early_deaths} analysis children in a row {words} before their "
-                          "first file; see the journal, then restart")
+                          "first file; see the journal, then reload or restart")
             log.error("%s", self.fatal, extra={"EVENT": "analysis_stopped"})
 
     def _death_reason(self, batch: Batch, job: Job) -> str:
