@@ -64,6 +64,14 @@ def test_every_problem_is_listed_with_did_you_mean() -> None:
     assert len(problems) == 7
 
 
+def test_library_folders_inside_each_other_are_refused() -> None:
+    raw = {"library": {"paths": ["/m", "/m/classical", "/x", "/x/"]}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={})
+    assert info.value.problems == ["library.paths: /m/classical is inside /m; list only /m",
+                                   "library.paths: /x is listed twice"]
+
+
 def test_broken_toml_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[library\npaths = 3\n")

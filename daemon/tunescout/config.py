@@ -232,6 +232,19 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(choices))}"
 
 
+def _nested(paths: tuple[Path, ...]) -> list[str]:
+    """A folder listed twice, or inside another listed folder, would be walked and watched twice."""
+    problems = []
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if path == other:
+                problems.append(f"library.paths: {path} is listed twice")
+            elif other in path.parents or path in other.parents:
+                inner, outer = (path, other) if other in path.parents else (other, path)
+                problems.append(f"library.paths: {inner} is inside {outer}; list only {outer}")
+    return problems
+
+
 def _resolve(value: Any, base_dir: Path | None) -> Path:
     path = Path(os.path.expanduser(_string(value)))
     return path if path.is_absolute() or base_dir is None else base_dir / path
@@ -280,6 +293,8 @@ def parse_config(
                 library["paths"] = tuple(_resolve(p, base_dir) for p in paths)
             except ValueError:
                 problems.append("library.paths: every entry must be a non-empty string")
+            else:
+                problems.extend(_nested(library["paths"]))
     else:
         library["paths"] = default_library_paths(env)
     store = values["store"]

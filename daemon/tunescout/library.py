@@ -10,14 +10,15 @@ from pathlib import Path
 from tunescout.config import Config
 from tunescout.intake import Settler, is_candidate
 from tunescout.models import FileIdentity
-from tunescout.scan import Walk, plan_reconcile, walk_library
+from tunescout.scan import Walk, look_again, plan_reconcile, walk_library
 from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
-from tunescout.units import format_duration
+from tunescout.units import folder_of, format_duration
 from tunescout.watcher import Change
 
 log = logging.getLogger(__name__)
 
 DELETE_GRACE_S = 2.0  # beyond the settle time, before a deleted file is forgotten
+FOLDER_QUERIES = 1000  # more folders to compare file by file than this: load every row at once
 
 
 class Library:
@@ -150,8 +151,12 @@ class Library:
     # --- reconcile ----------------------------------------------------------------------------
 
     def reconcile(self, walk: Walk, wall: float) -> None:
-        """Compare a walk with the database: queue new and changed files, follow moves, forget."""
-        plan = plan_reconcile(walk, self.store.identities(), self.store.queued_paths())
+        """Compare a walk with the database: queue new and changed files, follow moves, forget.
+
+        `walk` was made with the stored folder fingerprints (`Store.folder_fingerprints`).
+        """
+        known, gone, vouched = self._rows_to_compare(walk)
+        plan = plan_reconcile(walk, known, self.store.queued_paths() if walk.files else set())
         ready = []
         for path in plan.new + plan.changed:
             identity = walk.files[os.fsencode(path)]
@@ -165,13 +170,54 @@ class Library:
             log.info("moved %s to %s", old, new, extra={"EVENT": "moved", "TRACK_PATH": str(new)})
         removed = self.store.remove_files(plan.removed) if plan.removed else 0
         self.changes += removed + len(plan.moved)
+        self.store.settle_folders(plan.agreed, plan.emptied + gone, plan.unsettled)
         pruned = self.store.prune_orphans(self.config.store.keep_deleted_s)
         if pruned:
             log.info("forgot the features of %d recordings no file has referred to for %s",
                      pruned, format_duration(self.config.store.keep_deleted_s),
                      extra={"EVENT": "pruned", "RECORDINGS": pruned})
+        unchanged = plan.unchanged + vouched
+        files = len(plan.new) + len(plan.changed) + len(plan.moved) + unchanged
         log.info("reconciled %d files: %d new, %d changed, %d moved, %d removed, %d unchanged",
-                 len(walk.files), len(plan.new), len(plan.changed), len(plan.moved), removed,
-                 plan.unchanged, extra={"EVENT": "reconciled", "FILES": len(walk.files),
+                 files, len(plan.new), len(plan.changed), len(plan.moved), removed,
+                 unchanged, extra={"EVENT": "reconciled", "FILES": files,
                                         "NEW": len(plan.new), "CHANGED": len(plan.changed),
                                         "MOVED": len(plan.moved), "REMOVED": removed})
+
+    def _rows_to_compare(
+        self, walk: Walk,
+    ) -> tuple[dict[bytes, tuple[FileIdentity, str]], list[bytes], int]:
+        """Load the rows of every folder the walk did not find unchanged; count the others.
+
+        Returns those rows, the folders with rows that the walk did not meet (gone), and how
+        many files the unchanged folders hold. The
+        rows counted plus the rows loaded must make every row under the walked roots; if not
+        (the table was edited by hand, or a fingerprint is missing), all rows are loaded.
+        """
+        folders = self.store.folders()
+        for folder, print_ in list(walk.matched.items()):
+            if folders.get(folder, (0, None))[1] != print_:  # a row changed during the walk
+                look_again(walk, folder, self.config.library.extensions)
+        roots = [os.fsencode(r) for r in walk.complete_roots]
+        skipped = [os.fsencode(d) for d, _ in walk.skipped_dirs]
+
+        def walked_over(folder: bytes) -> bool:
+            return (any(folder == r or folder.startswith(r.rstrip(b"/") + b"/") for r in roots)
+                    and not any(folder == s or folder.startswith(s + b"/") for s in skipped))
+
+        gone = [f for f in folders if f not in walk.matched and f not in walk.dirty and walked_over(f)]
+        expected = (sum(self.store.files_under(r) for r in roots)
+                    - sum(self.store.files_under(s) for s in skipped))
+        counted = sum(folders[f][0] for f in walk.matched)
+        look = list(walk.dirty) + gone
+        if len(look) <= FOLDER_QUERIES:
+            known = self.store.identities_in(look)
+            if counted + len(known) == expected:
+                return known, gone, counted
+        known = {path: row for path, row in self.store.identities().items()
+                 if folder_of(path) not in walk.matched}
+        if counted + sum(walked_over(folder_of(p)) for p in known) != expected:
+            log.warning("folder fingerprints disagree with the files table; the next reconcile "
+                        "compares every file", extra={"EVENT": "fingerprints_reset"})
+            self.store.unsettle_all()
+        return known, gone, counted

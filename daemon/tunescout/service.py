@@ -201,12 +201,13 @@ class Service:
     def _start_reconcile(self) -> None:
         if self._walking:
             return
+        known = self.store.folder_fingerprints()  # here: the connection is the main loop's
         self._walking = True
         roots = self.config.library.paths
         exts = self.config.library.extensions
 
         def walk() -> None:
-            self._walk = walk_library(roots, exts)
+            self._walk = walk_library(roots, exts, known)
             self.loop.wake()
 
         threading.Thread(target=walk, name="reconcile", daemon=True).start()

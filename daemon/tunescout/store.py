@@ -14,6 +14,7 @@ from typing import Any
 
 from tunescout.errors import StoreError
 from tunescout.models import FEATURE_VERSIONS, FileIdentity, TrackAnalysis
+from tunescout.units import folder_of, subtree_range
 
 # Queue priorities: new arrivals from the watcher go ahead of the reconcile backfill.
 PRIORITY_BACKFILL = 0
@@ -69,6 +70,11 @@ _MIGRATIONS: list[str] = [
     # 2: recordings no file refers to any more, kept for a grace period (delete, then re-add)
     """
     CREATE TABLE orphans (digest TEXT PRIMARY KEY, since REAL NOT NULL);
+    """,
+    # 3: per folder, the fingerprint of the last reconcile walk that agreed with its files rows
+    # (NULL once a row of that folder changed) and how many rows it had then: see scan.py
+    """
+    CREATE TABLE folders (path BLOB PRIMARY KEY, files INTEGER NOT NULL, fingerprint BLOB);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -279,6 +285,7 @@ class Store:
                 )
             conn.execute("DELETE FROM failures WHERE path = ?", (_b(path),))
             conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
+            _unsettle(conn, [_b(path)])
 
     def record_failure(
         self, path: Path, identity: FileIdentity | None, kind: str, reason: str, *, quarantine: bool
@@ -295,6 +302,7 @@ class Store:
                     "mtime_ns = excluded.mtime_ns, state = excluded.state",
                     (_b(path), identity.dev, identity.ino, identity.size, identity.mtime_ns, state, now),
                 )
+                _unsettle(conn, [_b(path)])
             conn.execute(
                 "INSERT INTO failures (path, kind, reason, at, size, mtime_ns, quarantined) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, "
@@ -313,17 +321,25 @@ class Store:
         """Forget files that left the library; their features stay, keyed by audio digest."""
         removed = 0
         with self._transaction() as conn:
-            for path in paths:
-                blob = _b(path)
+            blobs = [_b(path) for path in paths]
+            for blob in blobs:
                 removed += conn.execute("DELETE FROM files WHERE path = ?", (blob,)).rowcount
                 conn.execute("DELETE FROM failures WHERE path = ?", (blob,))
                 conn.execute("DELETE FROM queue WHERE path = ?", (blob,))
+            _unsettle(conn, blobs)
         return removed
 
     def rename(self, old: Path, new: Path, *, tree: bool) -> int:
         """Move a file's (or a folder's) rows to a new path, keeping the analysis; return files moved."""
         with self._transaction() as conn:
             counts = [_rename_rows(conn, t, _b(old), _b(new), tree) for t in ("files", "failures", "queue")]
+            if tree:
+                _forget_folders_under(conn, _b(old))
+                low, high = subtree_range(_b(new))
+                _unsettle(conn, [r[0] for r in conn.execute(
+                    "SELECT path FROM files WHERE path > ? AND path < ?", (low, high))])
+            else:
+                _unsettle(conn, [_b(old), _b(new)])
         return counts[0]
 
     def remove_tree(self, folder: Path) -> int:
@@ -334,6 +350,7 @@ class Store:
                 conn.execute(f"DELETE FROM {t} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).rowcount
                 for t in ("files", "failures", "queue")
             ]
+            _forget_folders_under(conn, _b(folder))
         return counts[0]
 
     def retry(self, paths: Iterable[Path] | None) -> int:
@@ -352,6 +369,7 @@ class Store:
                     "INSERT OR IGNORE INTO queue (path, priority, enqueued_at) VALUES (?, ?, ?)",
                     (blob, PRIORITY_RETRY, now),
                 )
+            _unsettle(conn, blobs)
         return count
 
     # --- reconcile ----------------------------------------------------------------------------
@@ -378,6 +396,50 @@ class Store:
 
     def queued_paths(self) -> set[bytes]:
         return {r[0] for r in self._conn.execute("SELECT path FROM queue")}
+
+    def folder_fingerprints(self) -> dict[bytes, bytes]:
+        """Return the fingerprint of every folder whose rows agreed with the last walk of it."""
+        return dict(self._conn.execute(
+            "SELECT path, fingerprint FROM folders WHERE fingerprint IS NOT NULL").fetchall())
+
+    def folders(self) -> dict[bytes, tuple[int, bytes | None]]:
+        """Return every folder with rows: (rows when its fingerprint was stored, fingerprint)."""
+        return {r[0]: (r[1], r[2]) for r in self._conn.execute(
+            "SELECT path, files, fingerprint FROM folders")}
+
+    def identities_in(self, folders: Iterable[bytes]) -> dict[bytes, tuple[FileIdentity, str]]:
+        """Return the identity and state of the files directly in these folders."""
+        make = FileIdentity._make
+        known: dict[bytes, tuple[FileIdentity, str]] = {}
+        for folder in folders:
+            low, high = subtree_range(folder)
+            rows = self._conn.execute(
+                "SELECT path, dev, ino, size, mtime_ns, state FROM files "
+                "WHERE path > ? AND path < ? AND instr(substr(path, ?), ?) = 0",
+                (low, high, len(low) + 1, b"/"))
+            known.update((r[0], (make(r[1:5]), r[5])) for r in rows)
+        return known
+
+    def files_under(self, folder: bytes) -> int:
+        """Count the files anywhere under a folder (an index range, not a table scan)."""
+        low, high = subtree_range(folder)
+        return int(self._conn.execute(
+            "SELECT count(*) FROM files WHERE path > ? AND path < ?", (low, high)).fetchone()[0])
+
+    def settle_folders(self, agreed: Iterable[tuple[bytes, int, bytes]],
+                       forgotten: Iterable[bytes], unsettled: Iterable[bytes]) -> None:
+        """Store the fingerprints of folders whose rows agree with a walk, forget those of
+        folders with work to do, drop the rows of folders that hold no file any more."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO folders (path, files, fingerprint) VALUES (?, ?, ?)", agreed)
+            _unsettle_folders(conn, unsettled)
+            conn.executemany("DELETE FROM folders WHERE path = ?", ((f,) for f in forgotten))
+
+    def unsettle_all(self) -> None:
+        """Forget every folder fingerprint: the next reconcile compares file by file."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE folders SET fingerprint = NULL")
 
     # --- daemon state -------------------------------------------------------------------------
 
@@ -506,3 +568,20 @@ def _rename_rows(conn: sqlite3.Connection, table: str, old: bytes, new: bytes, t
         conn.execute(f"UPDATE OR REPLACE {table} SET path = ? WHERE path = ?",
                      (new.rstrip(b"/") + b"/" + path[len(prefix):], path))
     return len(rows)
+
+
+def _unsettle(conn: sqlite3.Connection, paths: Iterable[bytes]) -> None:
+    """Forget the fingerprints of the folders of these files: their rows changed."""
+    _unsettle_folders(conn, {folder_of(p) for p in paths})
+
+
+def _unsettle_folders(conn: sqlite3.Connection, folders: Iterable[bytes]) -> None:
+    conn.executemany(
+        "INSERT INTO folders (path, files, fingerprint) VALUES (?, 0, NULL) "
+        "ON CONFLICT (path) DO UPDATE SET fingerprint = NULL", ((f,) for f in folders))
+
+
+def _forget_folders_under(conn: sqlite3.Connection, folder: bytes) -> None:
+    low, high = subtree_range(folder)
+    conn.execute("DELETE FROM folders WHERE path = ? OR (path > ? AND path < ?)",
+                 (folder.rstrip(b"/") or b"/", low, high))

@@ -84,3 +84,15 @@ def path_json(path: Path | str | bytes) -> dict[str, str]:
     except UnicodeDecodeError:
         return {"path": raw.decode("utf-8", "backslashreplace"),
                 "path_b64": base64.b64encode(raw).decode("ascii")}
+
+
+def folder_of(path: bytes) -> bytes:
+    """Return the folder of a file's path bytes (b"/m/a/x.mp3" -> b"/m/a")."""
+    return path[:path.rindex(b"/")] or b"/"
+
+
+def subtree_range(folder: bytes) -> tuple[bytes, bytes]:
+    """Return (low, high) such that the paths strictly between them are exactly those under
+    `folder`: the way to ask an index on path for one folder's subtree ("0" follows "/")."""
+    base = folder.rstrip(b"/")
+    return base + b"/", base + b"0"
