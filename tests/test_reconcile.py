@@ -201,3 +201,57 @@ def test_symlinked_folders_are_walked_once(tmp_path: Path) -> None:
     walk = walk_library((music,), frozenset({".flac"}))
     assert sorted(os.path.relpath(os.fsdecode(p), music) for p in walk.files) == [
         "A/1.flac", "linked/B/2.flac"]
+
+
+def test_an_unreadable_folder_keeps_its_rows_and_the_counts_add_up(tmp_path: Path) -> None:
+    """As an unprivileged user (root reads everything): lost+found and the like."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to run the reconcile as an unprivileged uid (setpriv)")
+    base = Path(tempfile.mkdtemp(prefix="tunescout-perm-"))
+    try:
+        music = base / "music"
+        for name in ("ok/a.flac", "ok/b.flac", "locked/c.flac", "locked/deeper/d.flac"):
+            _write(music / name)
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, 65534, 65534)
+        code = (
+            "import logging, os, sys, time\n"
+            "from pathlib import Path\n"
+            "from tunescout.config import parse_config\n"
+            "from tunescout.library import Library\n"
+            "from tunescout.models import FileIdentity, TrackAnalysis\n"
+            "from tunescout.scan import walk_library\n"
+            "from tunescout.store import Store\n"
+            "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+            "base = Path(sys.argv[1]); music = base / 'music'\n"
+            "config = parse_config({'library': {'paths': [str(music)]},\n"
+            "                       'store': {'path': str(base / 't.db')}}, env={})\n"
+            "store = Store.open(base / 't.db')\n"
+            "for p in sorted(music.rglob('*.flac')):\n"
+            "    i = FileIdentity.from_stat(p.stat())\n"
+            "    store.record_analysis(p, i, TrackAnalysis(digest=str(i.ino), duration_s=1.0, tags={}))\n"
+            "(music / 'locked').chmod(0o000)\n"
+            "library = Library(config, store)\n"
+            "for _ in range(2):\n"
+            "    walk = walk_library(config.library.paths, config.library.extensions,\n"
+            "                        store.folder_fingerprints())\n"
+            "    library.reconcile(walk, time.time())\n"
+            "print(len(store.identities()))\n"
+        )
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               sys.executable, "-c", code, str(base)],
+                              capture_output=True, text=True, env={**os.environ, "HOME": str(base)})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "4"  # the rows under the locked folder are kept
+        lines = proc.stderr.splitlines()
+        assert lines.count(f"skipping folder {music / 'locked'}: Permission denied") == 2
+        assert [line for line in lines if line.startswith("reconciled")] == [
+            "reconciled 2 files: 0 new, 0 changed, 0 moved, 0 removed, 2 unchanged"] * 2
+        assert "disagree" not in proc.stderr
+    finally:
+        (base / "music" / "locked").chmod(0o755)
+        shutil.rmtree(base)
