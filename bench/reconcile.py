@@ -6,7 +6,8 @@ Builds a tree of small files (not real audio) with their database rows already p
 reconcile (which compares every file with its row and stores the folder fingerprints, as the
 daemon's first reconcile does), then times, interleaved and repeated, what the daemon does at every
 `rescan_interval`: load the fingerprints, walk, compare, against
-`find ROOT -type f -printf '%s %T@ %i\\n'` on the same tree (target: <= 1.5x). Then runs the
+`find ROOT -type f -printf '%s %T@ %i\\n'` on the same tree (target: <= 1.5x), and the peak of
+Python allocations of a no-change and of a file-by-file reconcile. Then runs the
 daemon on that library and counts its context switches over --idle seconds (target: no periodic
 wake-ups more often than once a second).
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import psutil
@@ -81,6 +83,16 @@ def time_reconcile(music: Path, db: Path, outcome: _Outcome) -> float:
     figures = outcome.figures
     assert figures["NEW"] == figures["CHANGED"] == figures["REMOVED"] == 0, figures
     return elapsed
+
+
+def traced_peak(music: Path, db: Path, outcome: _Outcome) -> int:
+    """Return the peak of Python allocations during one reconcile (slower while traced)."""
+    tracemalloc.start()
+    try:
+        time_reconcile(music, db, outcome)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def time_find(music: Path) -> float:
@@ -154,6 +166,13 @@ def main() -> None:
         print(f"  find -printf:        {f:7.3f} s")
         print(f"  tunescout reconcile: {o:7.3f} s")
         print(f"  ratio:               {o / f:7.2f}x  (target <= 1.5x)")
+        quiet = traced_peak(music, db, outcome)
+        store = Store.open(db)
+        store.unsettle_all()  # as after an upgrade: every folder compared file by file
+        store.close()
+        full = traced_peak(music, db, outcome)
+        print(f"memory (tracemalloc peak): no-change reconcile {quiet / 2**20:.1f} MiB, "
+              f"file-by-file reconcile {full / 2**20:.1f} MiB ({quiet / full:.2f}x)")
         if args.idle > 0:
             wakeups, cpu = idle_wakeups(root, db, args.idle)
             print(f"idle daemon over {args.idle:.0f} s: {wakeups:.2f} wake-ups/s (all threads), "

@@ -24,7 +24,8 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 install_system_packages() {
   # systemd-python builds against libsystemd; the rest make a venv that can compile it.
-  local wanted=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev)
+  # Extra arguments are packages only the tests need.
+  local wanted=(python3 python3-venv python3-dev gcc pkg-config libsystemd-dev "$@")
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -69,7 +70,7 @@ case "$action" in
     exec "$venv/bin/tunescout" "$@" run
     ;;
   test)
-    install_system_packages
+    install_system_packages rsync  # tests/test_changes.py copies an album in with rsync
     install_venv "[test]"
     cd "$here"
     set +e

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from audio import write_tags, write_track
 from conftest import Daemon, Library, wait_for
 
 
@@ -117,6 +122,76 @@ def test_a_folder_copied_in_is_analysed(tmp_path: Path, start_daemon) -> None:
     assert daemon.stop() == 0
 
 
+def _complete(library: Library, daemon: Daemon, path: Path) -> None:
+    """Wait until `path` is analysed, then check it was analysed once, from its final bytes."""
+    wait_for(lambda: _analysed(daemon, path) >= 1, 30, what=f"{path.name} analysed")
+    digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()  # analysers.py's
+    assert _show(library, path)["digest"] == digest, f"{path.name} analysed before it was complete"
+
+
+def test_an_album_copied_file_by_file_over_a_slow_link(tmp_path: Path, start_daemon) -> None:
+    library, daemon = _started(tmp_path, start_daemon)
+    album = library.music / "Slow Album"
+    album.mkdir()
+    tracks = [album / f"{n:02d} track.flac" for n in range(1, 5)]
+    for path in tracks:  # ~1 MB/s: 64 KiB every 60 ms, one file after the other
+        with path.open("wb") as fh:
+            for _ in range(6):
+                fh.write(os.urandom(65536))
+                fh.flush()
+                time.sleep(0.06)
+    for path in tracks:
+        _complete(library, daemon, path)
+    time.sleep(2)  # settle + a margin: nothing is analysed twice
+    assert [_analysed(daemon, p) for p in tracks] == [1, 1, 1, 1]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_an_album_rsynced_in_at_1_mb_per_s(tmp_path: Path, start_daemon) -> None:
+    """rsync writes `.NAME.XXXXXX` beside the target, renames it into place, then sets times."""
+    library, daemon = _started(tmp_path, start_daemon)
+    src = tmp_path / "nas" / "Rsynced Album"
+    src.mkdir(parents=True)
+    for n in range(1, 4):
+        (src / f"{n:02d}.flac").write_bytes(os.urandom(400_000))
+    subprocess.run(["rsync", "-a", "--bwlimit=1000", str(src), str(library.music)], check=True,
+                   timeout=60)
+    tracks = sorted((library.music / "Rsynced Album").iterdir())
+    assert [p.name for p in tracks] == ["01.flac", "02.flac", "03.flac"]
+    for path in tracks:
+        _complete(library, daemon, path)
+    time.sleep(2)
+    assert [_analysed(daemon, p) for p in tracks] == [1, 1, 1]
+    assert ".flac." not in daemon.log()  # no temp name was ever analysed or failed
+    assert library.json("status")["files"] == 3
+    assert daemon.stop() == 0
+
+
+def test_a_beets_import_moves_files_in_then_writes_their_tags(tmp_path: Path, start_daemon) -> None:
+    """`beet import -m`: each file is moved into its album folder, then tagged in place."""
+    library, daemon = _started(tmp_path, start_daemon)
+    staging = tmp_path / "downloads"
+    staging.mkdir()
+    sources = []
+    for n in range(1, 4):
+        sources.append(write_track(staging / f"track{n}.flac", seconds=1.0, freq_hz=300.0 + 100 * n))
+    album = library.music / "Artist" / "Album"
+    album.mkdir(parents=True)
+    tracks = []
+    for n, src in enumerate(sources, 1):
+        dest = album / f"{n:02d} Title {n}.flac"
+        os.rename(src, dest)
+        time.sleep(0.2)
+        write_tags(dest, {"artist": "Artist", "album": "Album", "title": f"Title {n}"})
+        tracks.append(dest)
+    for path in tracks:
+        _complete(library, daemon, path)
+    time.sleep(2)
+    assert [_analysed(daemon, p) for p in tracks] == [1, 1, 1]
+    assert daemon.stop() == 0
+
+
 def test_polling_mode_by_configuration(tmp_path: Path, start_daemon) -> None:
     library = Library(tmp_path, library={"watch": "poll", "poll_interval": "0.5 s"},
                       intake={"settle": "0.5 s"})
@@ -128,4 +203,33 @@ def test_polling_mode_by_configuration(tmp_path: Path, start_daemon) -> None:
     (library.music / "polled.flac").rename(library.music / "renamed.flac")
     wait_for(lambda: _show(library, library.music / "renamed.flac"), 30, what="the rename seen")
     assert library.json("status")["daemon"]["status"].endswith("poll")
+    assert daemon.stop() == 0
+
+
+def test_symlinked_folders_are_watched_too(tmp_path: Path, start_daemon) -> None:
+    """watchdog does not descend into symlinked folders: each followed one gets its own watch."""
+    elsewhere = tmp_path / "second disk" / "Albums"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "old.flac").write_bytes(os.urandom(3000))
+    library = Library(tmp_path, intake={"settle": "1 s", "rescan_interval": "1 h"})
+    os.symlink(elsewhere, library.music / "More")
+    daemon = start_daemon(library)
+    daemon.wait_log("reconciled 1 files: 1 new")
+    daemon.wait_log(f"watching symlinked folder {library.music / 'More'}")
+    wait_for(lambda: _analysed(daemon, library.music / "More" / "old.flac") == 1, 30,
+             what="the file behind the symlink analysed")
+
+    (elsewhere / "new.flac").write_bytes(os.urandom(3000))  # seen by the link's own watch
+    wait_for(lambda: _analysed(daemon, library.music / "More" / "new.flac") == 1, 30,
+             what="a file added behind the symlink analysed without a rescan")
+
+    later = tmp_path / "third disk"
+    later.mkdir()
+    (later / "x.flac").write_bytes(os.urandom(3000))
+    os.symlink(later, library.music / "Later")  # a link made while the daemon runs: a walk
+    wait_for(lambda: _analysed(daemon, library.music / "Later" / "x.flac") == 1, 30,
+             what="the files of a new symlinked folder analysed")
+    (library.music / "More").unlink()  # the link removed: its files leave the library
+    wait_for(lambda: library.json("status")["files"] == 1, 30, what="the unlinked files forgotten")
+    assert "watch limit" not in daemon.log()  # the links' folders are watched: no false alarm
     assert daemon.stop() == 0

@@ -81,10 +81,15 @@ def test_vanished_and_forgotten_files(tmp_path: Path) -> None:
     assert len(settler) == 0
 
 
-@pytest.mark.parametrize("name", ["a.mp3", "._a.mp3", ".~lock.flac", "~$x.wav", "a.jpg", ".flac",
-                                  "b.FLAC", "c.mp3.part", ".c.mp3.Xy12Zq", "noext"])
-def test_the_walks_bytes_check_agrees_with_the_watchers(name: str) -> None:
-    from tunescout.scan import _is_audio_name
+def test_the_walk_agrees_with_the_watchers_name_check(tmp_path: Path) -> None:
+    """The reconcile walk inlines is_candidate_name in its hot loop: the two must agree."""
+    from tunescout.scan import walk_library
 
-    raw = frozenset(e.encode() for e in AUDIO_EXTENSIONS)
-    assert _is_audio_name(name.encode(), raw) is is_candidate(Path("/m") / name, AUDIO_EXTENSIONS)
+    names = ["a.mp3", "._a.mp3", ".~lock.flac", "~$x.wav", "a.jpg", ".flac", "b.FLAC",
+             "c.mp3.part", ".c.mp3.Xy12Zq", "noext", "d.Opus", "e.mp3.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    walk = walk_library((tmp_path,), AUDIO_EXTENSIONS)
+    found = sorted(os.fsdecode(p).rsplit("/", 1)[1] for p in walk.files)
+    assert found == sorted(n for n in names if is_candidate(tmp_path / n, AUDIO_EXTENSIONS))
+    assert found == ["a.mp3", "b.FLAC", "d.Opus"]

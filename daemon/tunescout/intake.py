@@ -24,6 +24,9 @@ def is_temp_name(name: str) -> bool:
     )
 
 
+TEMP_PREFIXES = (".~", "~$", "._")  # LibreOffice locks, Office owner files, macOS forks
+
+
 def is_candidate(path: Path, extensions: frozenset[str]) -> bool:
     """Return True when the path names an audio file (by extension) that is not a temp file."""
     return is_candidate_name(path.name, extensions)
@@ -36,7 +39,7 @@ def is_candidate_name(name: str, extensions: frozenset[str]) -> bool:
         return False
     # with an audio extension, only the prefix forms of temp names remain possible (rsync's
     # ".name.XXXXXX" and "*.part" end otherwise); "._x.mp3" is a macOS resource fork
-    return not name.startswith((".~", "~$", "._"))
+    return not name.startswith(TEMP_PREFIXES)
 
 
 @dataclass

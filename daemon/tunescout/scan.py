@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunescout.intake import TEMP_PREFIXES
 from tunescout.models import FileIdentity
 from tunescout.units import folder_of
 
@@ -49,9 +50,9 @@ class Walk:
     dirs: int = 0  # folders walked, to compare with the inotify watches placed
     complete_roots: list[Path] = field(default_factory=list)  # roots walked without a gap
     skipped_dirs: list[tuple[Path, str]] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)  # symlinked folders followed: to be watched
 
 
-_TEMP_PREFIXES = (".~", "~$", "._")  # is_candidate_name's
 _EMPTY = fingerprint([])
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -73,7 +74,7 @@ def _list_folder(folder: bytes, extensions: frozenset[str], listing: Listing,
         for entry in entries:
             name = entry.name
             dot = name.rfind(".")
-            if dot > 0 and name[dot:].lower() in extensions and not name.startswith(_TEMP_PREFIXES):
+            if dot > 0 and name[dot:].lower() in extensions and not name.startswith(TEMP_PREFIXES):
                 try:
                     st = entry.stat()
                 except OSError:
@@ -172,6 +173,7 @@ def _walk_tree(top: bytes, extensions: frozenset[str], known: Mapping[bytes, byt
             if not any(_under(real, tree) or _under(tree, real) for tree in trees):
                 trees.append(real)
                 stack.append(link)
+                walk.links.append(Path(os.fsdecode(link)))
         if known is not None:
             if not listing and folder not in known:
                 continue

@@ -52,6 +52,7 @@ class Service:
         self._walk: Walk | None = None
         self._walking = False
         self._next_rescan = 0.0
+        self._walk_started_at = self._rescan_asked_at = 0.0
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
@@ -164,6 +165,12 @@ class Service:
                 change = self.watcher.changes.get_nowait()
             except queue.Empty:
                 return
+            if change.kind == "links":  # a symlinked folder came or went: walk again
+                log.info("symlinked folder %s changed; rescanning", change.path,
+                         extra={"EVENT": "link_changed", "TRACK_PATH": str(change.path)})
+                self._next_rescan = 0.0
+                self._rescan_asked_at = time.monotonic()
+                continue
             root = self.library.apply(change, wall)
             if root is not None:
                 self._root_missing(root)
@@ -203,6 +210,7 @@ class Service:
             return
         known = self.store.folder_fingerprints()  # here: the connection is the main loop's
         self._walking = True
+        self._walk_started_at = time.monotonic()
         roots = self.config.library.paths
         exts = self.config.library.extensions
 
@@ -215,11 +223,14 @@ class Service:
     def _finish_reconcile(self, wall: float) -> None:
         walk, self._walk, self._walking = self._walk, None, False
         assert walk is not None
+        added = self.watcher.follow(walk.links)
         inotify_roots = tuple(r for r, m in self.watcher.modes.items() if m.startswith("inotify"))
         if inotify_roots and set(inotify_roots) == set(walk.complete_roots):
-            self.watcher.check_coverage(walk.dirs)
+            self.watcher.check_coverage(walk.dirs, wait_s=2.0 if added else 0.0)
         self.library.reconcile(walk, wall)
         self._next_rescan = time.monotonic() + self.config.intake.rescan_interval_s
+        if self._rescan_asked_at >= self._walk_started_at:  # asked for while this walk ran
+            self._next_rescan = 0.0
 
     # --- status -------------------------------------------------------------------------------
 

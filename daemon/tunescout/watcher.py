@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ OBSERVER_TIMEOUT_S = 5.0
 class Change:
     """Something happened below a root: a file was written, moved or deleted, or a folder."""
 
-    kind: str  # "written", "deleted", "moved", "dir_added", "dir_deleted", "dir_moved"
+    # "written", "deleted", "moved", "dir_added", "dir_deleted", "dir_moved", or "links": a
+    # symlinked folder appeared, went or moved (watchdog does not follow them; a walk does)
+    kind: str
     path: Path
     dest: Path | None = None
 
@@ -106,25 +109,49 @@ class _Handler(FileSystemEventHandler):
     def __init__(self, changes: queue.SimpleQueue[Change], wake: Callable[[], None]) -> None:
         self._changes = changes
         self._wake = wake
+        self.links: frozenset[Path] = frozenset()  # the symlinked folders followed
+        self.aliases: dict[str, str] = {}  # a followed folder's real path -> its link's path
 
     def _put(self, change: Change) -> None:
         self._changes.put(change)
         self._wake()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        src = Path(os.fsdecode(event.src_path))
-        if isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileClosedEvent)):
+        src = self._path(event.src_path)
+        if self._is_link_change(event, src):
+            self._put(Change("links", src))
+        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileClosedEvent)):
             self._put(Change("written", src))
         elif isinstance(event, FileDeletedEvent):
             self._put(Change("deleted", src))
         elif isinstance(event, FileMovedEvent):
-            self._put(Change("moved", src, Path(os.fsdecode(event.dest_path))))
+            self._put(Change("moved", src, self._path(event.dest_path)))
         elif isinstance(event, DirMovedEvent):
-            self._put(Change("dir_moved", src, Path(os.fsdecode(event.dest_path))))
+            self._put(Change("dir_moved", src, self._path(event.dest_path)))
         elif isinstance(event, DirCreatedEvent):
             self._put(Change("dir_added", src))
         elif isinstance(event, DirDeletedEvent):
             self._put(Change("dir_deleted", src))
+
+
+    def _path(self, raw: str | bytes) -> Path:
+        """The event's path as the library sees it: through the link for a followed folder."""
+        path = os.fsdecode(raw)
+        for real, link in self.aliases.items():
+            if path == real or path.startswith(real + "/"):
+                return Path(link + path[len(real):])
+        return Path(path)
+
+    def _is_link_change(self, event: FileSystemEvent, src: Path) -> bool:
+        """A symlinked folder created, moved in, deleted or renamed (a symlink is a file here)."""
+        if src in self.links:
+            return isinstance(event, (FileDeletedEvent, FileMovedEvent))
+        if isinstance(event, FileCreatedEvent):
+            return src.is_symlink() and src.is_dir()
+        if isinstance(event, FileMovedEvent):
+            dest = self._path(event.dest_path)
+            return dest.is_symlink() and dest.is_dir()
+        return False
 
 
 _EVENT_FILTER = [
@@ -145,19 +172,60 @@ class Watcher:
         self._handler = _Handler(self.changes, wake)
         self._observers: list[BaseObserver] = []
         self.modes: dict[Path, str] = {}  # root -> "inotify", "poll" or "missing"
+        # threads wake at this interval only to check for stop(): keep an idle daemon quiet
+        self._inotify: BaseObserver = Observer(timeout=OBSERVER_TIMEOUT_S)
+        self._polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
+        self._links: dict[Path, tuple[BaseObserver, ObservedWatch]] = {}
 
     def start(self) -> None:
         """Start watching every root that exists; a missing root is logged and skipped."""
-        # threads wake at this interval only to check for stop(): keep an idle daemon quiet
-        inotify: BaseObserver = Observer(timeout=OBSERVER_TIMEOUT_S)
-        polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
         for root in self.roots:
-            self.modes[root] = self._schedule(root, inotify, polling)
-        for observer in (inotify, polling):
-            if observer.emitters:
+            self.modes[root] = self._schedule(root, self._inotify, self._polling)
+        self._start_observers()
+
+    def _start_observers(self) -> None:
+        for observer in (self._inotify, self._polling):
+            if observer.emitters and observer not in self._observers:
                 observer.daemon = True
                 observer.start()
                 self._observers.append(observer)
+
+    def follow(self, links: list[Path]) -> list[Path]:
+        """Watch the symlinked folders a walk followed, and only those; return the new ones.
+
+        watchdog watches a tree without descending into symlinked folders (nor through a
+        symlink), so each gets a watch of its own on its real path (by polling when that is on a
+        network filesystem), and its events are told under the link's path.
+        """
+        for link in [link for link in self._links if link not in links]:
+            observer, watch = self._links.pop(link)
+            observer.unschedule(watch)
+            self._handler.aliases = {r: a for r, a in self._handler.aliases.items()
+                                     if r != watch.path}
+        added = [link for link in links if link not in self._links]
+        for link in added:
+            real = os.path.realpath(link)
+            fs_type = filesystem_type(link)
+            poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
+            observer = self._polling if poll else self._inotify
+            # replaced, not changed in place: the observer threads read it
+            self._handler.aliases = {**self._handler.aliases, real: str(link)}
+            try:
+                watch = observer.schedule(self._handler, real, recursive=True,
+                                          event_filter=_EVENT_FILTER)
+            except OSError as exc:
+                observer = self._polling
+                watch = observer.schedule(self._handler, real, recursive=True,
+                                          event_filter=_EVENT_FILTER)
+                fs_type += f", {exc.strerror}"
+            self._links[link] = (observer, watch)
+            log.info("watching symlinked folder %s (%s) %s", link, fs_type,
+                     "by polling" if observer is self._polling else "with inotify",
+                     extra={"EVENT": "watching", "TRACK_PATH": str(link), "FS_TYPE": fs_type,
+                            "WATCH_MODE": "poll" if observer is self._polling else "inotify"})
+        self._handler.links = frozenset(self._links)
+        self._start_observers()
+        return added
 
     def _schedule(self, root: Path, inotify: BaseObserver, polling: BaseObserver) -> str:
         if not root.is_dir():
@@ -185,15 +253,22 @@ class Watcher:
                  extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
         return "inotify"
 
-    def check_coverage(self, dirs: int) -> bool:
+    def check_coverage(self, dirs: int, wait_s: float = 0.0) -> bool:
         """Compare the watches placed with the folders under inotify roots; warn when short.
 
         watchdog silently stops adding watches at fs.inotify.max_user_watches: folders past it
         get no events, so say so, with the sysctl that fixes it, and let the rescan cover them.
+        `wait_s` gives watches just scheduled (symlinked folders) time to be placed.
         """
         if "inotify" not in self.modes.values() or dirs == 0:
             return True
+        if any(observer is self._polling for observer, _ in self._links.values()):
+            return True  # folders under a polled link need no watch, and are not told apart
+        deadline = time.monotonic() + wait_s
         watches = count_inotify_watches()
+        while watches < dirs and time.monotonic() < deadline:
+            time.sleep(0.05)
+            watches = count_inotify_watches()
         if watches >= dirs:
             return True
         limit = watch_limit()
