@@ -163,3 +163,23 @@ def test_failures_name_their_kind(tmp_path: Path) -> None:
 
 def test_warm_up_runs() -> None:
     warm_up()
+
+
+@pytest.mark.parametrize("stale", [{"rhythm"}, {"tonal", "loudness"}, {"timbre"}, set()])
+def test_only_the_groups_not_stored_are_computed(tmp_path: Path, stale: set[str]) -> None:
+    """After a group's version is raised, a re-analysis computes that group alone, identically."""
+    path = write_track(tmp_path / "song.flac", kind="drums", bpm=110, seconds=8.0)
+    full = analyse_file(path)
+    asked: list[str] = []
+
+    def stored_groups(digest: str) -> frozenset[str]:
+        asked.append(digest)
+        return frozenset(FEATURE_VERSIONS) - stale
+
+    partial = analyse_file(path, stored_groups=stored_groups)
+    assert asked == [full.digest]
+    assert partial.digest == full.digest and partial.duration_s == full.duration_s
+    assert features(partial) == {name: features(full)[name] for name in stale}
+    assert set(partial.features_kept) == set(FEATURE_VERSIONS) - stale
+    assert partial.features_reused is (not stale)
+    assert partial.tags == full.tags

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from audio import write_garbage, write_tags, write_track
 from conftest import Daemon, Library, daemon_env, wait_for
 from tunescout.config import DEFAULT_ANALYSER
+from tunescout.models import FEATURE_VERSIONS
 
 FORMATS = ("wav", "flac", "mp3", "ogg")
 
@@ -237,6 +239,42 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     shutil.move(tmp_path / "away.flac", library.music / "again.flac")
     daemon.wait_log(f"analysed {library.music / 'again.flac'} (features reused")
     assert daemon.stop() == 0
+
+
+def test_a_raised_feature_version_recomputes_that_group_once_per_recording(
+        tmp_path: Path, start_daemon) -> None:
+    """After an upgrade that raises one group's version, the start-up queues one file of every
+    recording stored at the old version and recomputes that group alone."""
+    library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
+    for name, bpm in (("a", 100), ("b", 128)):
+        write_track(library.music / f"{name}.flac", seconds=6, kind="drums", bpm=bpm,
+                    tags={"title": name, "artist": "Tester"})
+    shutil.copy(library.music / "a.flac", library.music / "a copy.flac")  # the same recording
+    daemon = start_daemon(library)
+    _wait_counts(library, daemon, files=3, analysed=3, queued=0)
+    assert daemon.stop() == 0
+    before = {p: library.json("show", str(library.music / p)) for p in ("a.flac", "b.flac")}
+    conn = sqlite3.connect(library.db)
+    with conn:  # what an upgrade that raises rhythm's version finds: rows one version older
+        conn.execute("UPDATE features SET version = version - 1 WHERE grp = 'rhythm'")
+    stamps = dict(conn.execute("SELECT digest || grp, computed_at FROM features").fetchall())
+    conn.close()
+
+    daemon = start_daemon(library)
+    daemon.wait_log("2 recordings have features from an older version of tunescout: rhythm (2)")
+    for name in ("a copy.flac", "b.flac"):  # one file per recording: the copy sorts first
+        daemon.wait_log(f"analysed {library.music / name} (recomputed rhythm; kept the rest)")
+    _wait_counts(library, daemon, queued=0)
+    assert daemon.stop() == 0
+    assert f"analysed {library.music / 'a.flac'}" not in daemon.log()
+    conn = sqlite3.connect(library.db)
+    rows = conn.execute("SELECT digest || grp, grp, version, computed_at FROM features").fetchall()
+    conn.close()
+    for key, group, version, computed_at in rows:
+        assert version == FEATURE_VERSIONS[group]
+        assert (computed_at == stamps[key]) is (group != "rhythm"), group  # the others untouched
+    for name, shown in before.items():
+        assert library.json("show", str(library.music / name))["features"] == shown["features"]
 
 
 def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> None:

@@ -129,14 +129,31 @@ def test_orphaned_features_are_pruned_after_the_grace_period(store: Store) -> No
     store.remove_files([Path("/m/b.mp3")])
     day = 86400.0
     assert store.prune_orphans(30 * day, now=1000 * day) == 0  # orphaned from now on
-    assert store.has_current_features("gone")
+    assert store.current_groups("gone") == set(FEATURE_VERSIONS)
     assert store.prune_orphans(30 * day, now=1029 * day) == 0  # within the grace period
     store.record_analysis(Path("/m/c.mp3"), IDENT, analysis("gone"))  # re-added: not an orphan
     assert store.prune_orphans(30 * day, now=1031 * day) == 0
     store.remove_files([Path("/m/c.mp3")])
     assert store.prune_orphans(30 * day, now=1040 * day) == 0
     assert store.prune_orphans(30 * day, now=1071 * day) == 1
-    assert not store.has_current_features("gone") and store.has_current_features("kept")
+    assert store.current_groups("gone") == set() and store.current_groups("kept") == set(FEATURE_VERSIONS)
+
+
+def test_recordings_with_a_stale_or_missing_group_are_found_once(store: Store) -> None:
+    for name, digest in (("a", "d1"), ("a copy", "d1"), ("b", "d2"), ("c", "d3"), ("d", "d4")):
+        store.record_analysis(Path(f"/m/{name}.mp3"), IDENT, analysis(digest))
+    assert store.stale_recordings() == ([], {})
+    conn = sqlite3.connect(store.path)
+    with conn:  # as if FEATURE_VERSIONS["rhythm"] had been raised for d1 and d2, and d3 lost a group
+        conn.execute("UPDATE features SET version = version - 1 "
+                     "WHERE grp = 'rhythm' AND digest IN ('d1', 'd2')")
+        conn.execute("DELETE FROM features WHERE grp = 'timbre' AND digest = 'd3'")
+    conn.close()
+    store.enqueue([Path("/m/b.mp3")], 1)  # already queued: not again
+    paths, per_group = store.stale_recordings()
+    assert paths == [Path("/m/a copy.mp3"), Path("/m/c.mp3")]  # one file per recording
+    assert per_group == {"rhythm": 1, "timbre": 1}
+    assert store.current_groups("d1") == set(FEATURE_VERSIONS) - {"rhythm"}
 
 
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:

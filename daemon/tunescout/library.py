@@ -184,6 +184,18 @@ class Library:
                                         "NEW": len(plan.new), "CHANGED": len(plan.changed),
                                         "MOVED": len(plan.moved), "REMOVED": removed})
 
+    def queue_stale_features(self) -> int:
+        """Queue one file of every recording whose features are older than this tunescout's
+        (a group's version was raised): only those groups are recomputed. Return how many."""
+        paths, per_group = self.store.stale_recordings()
+        if paths:
+            self.store.enqueue(paths, PRIORITY_BACKFILL)
+            groups = ", ".join(f"{group} ({count})" for group, count in sorted(per_group.items()))
+            log.info("%d recordings have features from an older version of tunescout: %s; "
+                     "recomputing those groups in the background", len(paths), groups,
+                     extra={"EVENT": "stale_features", "RECORDINGS": len(paths)})
+        return len(paths)
+
     def _rows_to_compare(
         self, walk: Walk,
     ) -> tuple[dict[bytes, tuple[FileIdentity, str]], list[bytes], int]:

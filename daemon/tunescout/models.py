@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-# Version of each feature group. Raising one makes the daemon recompute only that group.
+# Version of each feature group. Raising one makes the daemon re-queue, at start, one file of
+# every recording stored at an older version, and recompute only that group for it.
 FEATURE_VERSIONS: dict[str, int] = {
     "rhythm": 1,
     "tonal": 1,
@@ -60,3 +61,4 @@ class TrackAnalysis:
     decode_warning: str | None = None  # decoded only in part (truncated, corrupt packets skipped)
     features: tuple[FeatureGroup, ...] = field(default_factory=tuple)
     features_reused: bool = False  # same digest as a recording analysed before: features kept
+    features_kept: tuple[str, ...] = ()  # groups stored at current versions, not recomputed

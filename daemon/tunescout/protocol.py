@@ -57,6 +57,7 @@ def analysis_from_dict(data: dict[str, Any]) -> TrackAnalysis:
             tags_error=str(data["tags_error"]) if data.get("tags_error") else None,
             decode_warning=str(data["decode_warning"]) if data.get("decode_warning") else None,
             features_reused=bool(data.get("features_reused", False)),
+            features_kept=tuple(str(g) for g in data.get("features_kept", ())),
             features=groups,
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -53,6 +53,7 @@ class Service:
         self._walking = False
         self._next_rescan = 0.0
         self._walk_started_at = self._rescan_asked_at = 0.0
+        self._versions_checked = False
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
@@ -228,6 +229,9 @@ class Service:
         if inotify_roots and set(inotify_roots) == set(walk.complete_roots):
             self.watcher.check_coverage(walk.dirs, wait_s=2.0 if added else 0.0)
         self.library.reconcile(walk, wall)
+        if not self._versions_checked:  # versions change only with an upgrade, so once a run
+            self._versions_checked = True
+            self.library.queue_stale_features()
         self._next_rescan = time.monotonic() + self.config.intake.rescan_interval_s
         if self._rescan_asked_at >= self._walk_started_at:  # asked for while this walk ran
             self._next_rescan = 0.0

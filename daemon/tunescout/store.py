@@ -523,11 +523,27 @@ class Store:
             conn.execute("DELETE FROM orphans WHERE since <= ?", (now - grace_s,))
         return int(pruned)
 
-    def has_current_features(self, digest: str) -> bool:
-        """Return True when every feature group of this recording is stored at its current version."""
-        rows = dict(self._conn.execute(
-            "SELECT grp, version FROM features WHERE digest = ?", (digest,)).fetchall())
-        return all(rows.get(group, -1) >= version for group, version in FEATURE_VERSIONS.items())
+    def current_groups(self, digest: str) -> frozenset[str]:
+        """Return the feature groups of this recording stored at their current versions."""
+        rows = self._conn.execute("SELECT grp, version FROM features WHERE digest = ?", (digest,))
+        return frozenset(group for group, version in rows
+                         if version >= FEATURE_VERSIONS.get(group, version + 1))
+
+    def stale_recordings(self) -> tuple[list[Path], dict[str, int]]:
+        """Return one file of every analysed recording with a feature group missing or stored at
+        an older version (none already queued), and how many recordings each group concerns."""
+        current = " OR ".join("(grp = ? AND version >= ?)" for _ in FEATURE_VERSIONS)
+        params = [v for item in FEATURE_VERSIONS.items() for v in item]
+        rows = self._conn.execute(
+            "SELECT min(path), digest FROM files WHERE state = 'analysed' AND digest IS NOT NULL "
+            f"AND digest NOT IN (SELECT digest FROM features WHERE {current} GROUP BY digest "
+            "HAVING count(*) = ?) AND path NOT IN (SELECT path FROM queue) GROUP BY digest",
+            (*params, len(FEATURE_VERSIONS))).fetchall()
+        per_group = {group: 0 for group in FEATURE_VERSIONS}
+        for _, digest in rows:
+            for group in FEATURE_VERSIONS.keys() - self.current_groups(digest):
+                per_group[group] += 1
+        return [_p(r[0]) for r in rows], {g: n for g, n in per_group.items() if n}
 
     def failures(self) -> list[FailureRow]:
         rows = self._conn.execute(

@@ -412,7 +412,12 @@ class Supervisor:
         self.store.record_analysis(job.path, identity, result)
         self.progress.analysed += 1
         tempo = next((g.values.get("tempo_bpm") for g in result.features if g.name == "rhythm"), None)
-        how = " (features reused: same audio as an analysed recording)" if result.features_reused else ""
+        if result.features_reused:
+            how = " (features reused: same audio as an analysed recording)"
+        elif result.features_kept:
+            how = f" (recomputed {', '.join(g.name for g in result.features)}; kept the rest)"
+        else:
+            how = ""
         log.info("analysed %s%s", job.path, how, extra={
             "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
             "CHILD_PID": batch.pid, "DURATION_MS": message.get("duration_ms"),

@@ -33,7 +33,7 @@ from tunescout.store import Store
 _PR_SET_PDEATHSIG = 1
 _result_fd: int | None = None
 
-Analyser = Callable[..., TrackAnalysis]  # (path[, have_features=...]) -> TrackAnalysis
+Analyser = Callable[..., TrackAnalysis]  # (path[, stored_groups=...]) -> TrackAnalysis
 
 
 def result_fd() -> int | None:
@@ -76,21 +76,23 @@ def _peak_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def _feature_lookup(analyse: Analyser, store_path: Path | None) -> Callable[[str], bool] | None:
-    """Return "are this recording's features stored at current versions?" when both sides can."""
-    if store_path is None or "have_features" not in inspect.signature(analyse).parameters:
+def _feature_lookup(analyse: Analyser,
+                    store_path: Path | None) -> Callable[[str], frozenset[str]] | None:
+    """Return "which of this recording's groups are stored at current versions?" when both
+    sides can."""
+    if store_path is None or "stored_groups" not in inspect.signature(analyse).parameters:
         return None
     try:
         store = Store.open_readonly(store_path)
     except StoreError:
         return None  # no database yet: nothing to reuse
-    return store.has_current_features
+    return store.current_groups
 
 
 def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int,
-                 have_features: Callable[[str], bool] | None) -> dict[str, Any]:
+                 stored_groups: Callable[[str], frozenset[str]] | None) -> dict[str, Any]:
     try:
-        result = analyse(path, have_features=have_features) if have_features else analyse(path)
+        result = analyse(path, stored_groups=stored_groups) if stored_groups else analyse(path)
         return {"t": "ok", "analysis": protocol.analysis_to_dict(result)}
     except AnalysisError as exc:
         return {"t": "fail", "kind": exc.kind, "reason": exc.reason}
@@ -107,8 +109,9 @@ def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse
               store_path: Path | None = None) -> None:
     """Analyse a batch inside the forked child, one result line per file, then exit.
 
-    With `store_path`, an analyser that takes `have_features` may skip computing the features
-    of a recording already analysed (a tag edit, a copy, a delete and re-add): same digest.
+    With `store_path`, an analyser that takes `stored_groups` may skip computing the features
+    of a recording already analysed (a tag edit, a copy, a delete and re-add: same digest), or
+    compute only the groups whose version was raised since.
     """
     global _result_fd
     _result_fd = fd
@@ -117,11 +120,11 @@ def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse
     limit = vm_size_bytes() + budget_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
-    have_features = _feature_lookup(analyse, store_path)
+    stored_groups = _feature_lookup(analyse, store_path)
     for index, path in enumerate(paths):
         _write(fd, {"t": "start", "i": index, "path": protocol.path_to_wire(path)})
         started = time.monotonic()
-        message = _analyse_one(analyse, path, limit, have_features)
+        message = _analyse_one(analyse, path, limit, stored_groups)
         message.update(i=index, path=protocol.path_to_wire(path),
                        duration_ms=int((time.monotonic() - started) * 1000),
                        peak_rss_kb=_peak_rss_kb())

@@ -24,12 +24,15 @@ __all__ = ["ANALYSIS_RATE_HZ", "analyse_file", "warm_up"]
 log = logging.getLogger(__name__)
 
 
-def analyse_file(path: Path, *, have_features: Callable[[str], bool] | None = None) -> TrackAnalysis:
+def analyse_file(path: Path, *,
+                 stored_groups: Callable[[str], frozenset[str]] | None = None) -> TrackAnalysis:
     """Return the tags, digest, duration and features of one file.
 
-    With `have_features` (digest -> "stored at current versions?"), a recording analysed before
-    (a tag edit, a copy, a delete and re-add) costs a demux and a tag read: its packets are hashed
-    first and, on a hit, nothing is decoded and `features` comes back empty (`features_reused`).
+    With `stored_groups` (digest -> the feature groups stored for it at their current versions),
+    a recording analysed before (a tag edit, a copy, a delete and re-add) costs a demux and a tag
+    read: its packets are hashed first and, when every group is stored, nothing is decoded and
+    `features` comes back empty (`features_reused`). When only some are (a group's version was
+    raised), only the others are computed; `features_kept` names the ones left as they were.
 
     Raises AnalysisError with kind "io" (cannot open or read), "decode" (no decodable audio; the
     reason is FFmpeg's) or "memory" (MemoryError, naming the stage). Unreadable tags are not
@@ -39,12 +42,17 @@ def analyse_file(path: Path, *, have_features: Callable[[str], bool] | None = No
     try:
         report, tags_error = _tags_or_error(path)
         stage = "hashing the audio"
-        known = _known_recording(path, have_features) if have_features else None
-        if known is not None:
+        known = _known_recording(path, stored_groups) if stored_groups else None
+        kept = known[2] if known else frozenset()
+        if known is not None and kept >= ALL_GROUPS:
             return TrackAnalysis(digest=known[0], duration_s=known[1], tags=report.tags,
-                                 cover=report.cover, tags_error=tags_error, features_reused=True)
+                                 cover=report.cover, tags_error=tags_error, features_reused=True,
+                                 features_kept=tuple(sorted(kept)))
         stage = "decoding and computing features"
-        digest, duration_s, groups, problems = _decode_and_measure(path)
+        digest, duration_s, groups, problems = _decode_and_measure(path, ALL_GROUPS - kept)
+        if known is not None and digest != known[0] and kept:  # not the audio hashed first
+            kept = frozenset()
+            digest, duration_s, groups, problems = _decode_and_measure(path, ALL_GROUPS)
     except MemoryError as exc:
         raise AnalysisError("memory", f"out of memory while {stage}") from exc
     return TrackAnalysis(
@@ -55,18 +63,24 @@ def analyse_file(path: Path, *, have_features: Callable[[str], bool] | None = No
         tags_error=tags_error,
         decode_warning="; ".join(problems) or None,
         features=groups,
+        features_kept=tuple(sorted(kept)),
     )
 
 
-def _known_recording(path: Path, have_features: Callable[[str], bool]) -> tuple[str, float] | None:
-    """Return (digest, duration) when this audio's features are stored already, else None."""
+ALL_GROUPS = frozenset(FEATURE_VERSIONS)
+
+
+def _known_recording(
+    path: Path, stored_groups: Callable[[str], frozenset[str]],
+) -> tuple[str, float, frozenset[str]] | None:
+    """Return (digest, duration, groups stored at current versions) for audio analysed before."""
     try:
         digest, duration_s = packet_digest(path)
     except AnalysisError:
         return None  # the full decode says what is wrong, or copes with a broken tail
-    if duration_s is None or not have_features(digest):
+    if duration_s is None:
         return None
-    return digest, duration_s
+    return digest, duration_s, stored_groups(digest) & ALL_GROUPS
 
 
 def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
@@ -83,31 +97,37 @@ def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
         return TagReport(), str(exc)
 
 
-def _decode_and_measure(path: Path) -> tuple[str, float, tuple[FeatureGroup, ...], list[str]]:
-    """Decode the file once, block by block, feeding loudness and every feature as it goes.
+def _decode_and_measure(
+    path: Path, groups: frozenset[str],
+) -> tuple[str, float, tuple[FeatureGroup, ...], list[str]]:
+    """Decode the file once, block by block, feeding loudness and the features as it goes.
 
     Nothing here grows with the file but the onset envelope (see `features`): a three-minute
-    track and a three-hour mix take the same path and about the same memory.
+    track and a three-hour mix take the same path and about the same memory. Only `groups`
+    are computed; the digest and duration always are.
     """
     with AudioReader(path, mono=True) as reader:
         native = reader.info.sample_rate_hz > 0
+        loudness = "loudness" in groups
         meter = LoudnessMeter(
             reader.info.sample_rate_hz if native else reader.rate_hz, reader.info.channels
         )
-        if native:
+        if native and loudness:
             reader.on_native = meter.add
-        accumulator = FeatureAccumulator(reader.rate_hz)
+        accumulator = FeatureAccumulator(reader.rate_hz, groups)
+        spectral = bool(accumulator.groups)
         for block in reader.blocks():
-            if not native:
+            if loudness and not native:
                 meter.add(block)
-            accumulator.add(to_mono(block))
+            if spectral:
+                accumulator.add(to_mono(block))
         for problem in reader.problems:
             log.warning(
                 "%s: %s", path, problem,
                 extra={"TRACK_PATH": str(path), "EVENT": "decode_problem"},
             )
-        groups = (*accumulator.finish(), _loudness_group(meter))
-        return reader.digest, reader.duration_s, groups, reader.problems
+        computed = (*accumulator.finish(), *([_loudness_group(meter)] if loudness else []))
+        return reader.digest, reader.duration_s, computed, reader.problems
 
 
 def _loudness_group(meter: LoudnessMeter) -> FeatureGroup:

@@ -90,15 +90,20 @@ class Moments:
         return np.asarray(np.sqrt(self._m2 / self.count), dtype=np.float64)
 
 
+SPECTRAL_GROUPS = frozenset({"rhythm", "tonal", "timbre"})  # what the accumulator computes
+
+
 class FeatureAccumulator:
     """Take mono blocks at the analysis rate; give the rhythm, tonal and timbre groups at the end.
 
     Memory is fixed by N_FFT and the block size, except for the onset envelope (see the module
-    docstring). Feed blocks of any size with `add`, then call `finish` once.
+    docstring). Feed blocks of any size with `add`, then call `finish` once. `groups` limits
+    the work to some of them (after a version bump of one group, only that one is recomputed).
     """
 
-    def __init__(self, rate_hz: int) -> None:
+    def __init__(self, rate_hz: int, groups: frozenset[str] = SPECTRAL_GROUPS) -> None:
         self.rate_hz = rate_hz
+        self.groups = groups & SPECTRAL_GROUPS
         self.samples = 0
         self._carry: Signal = np.zeros(N_FFT // 2, dtype=np.float32)  # librosa's centre padding
         self._frames = 0
@@ -136,11 +141,13 @@ class FeatureAccumulator:
             np.concatenate(self._envelope) if self._envelope else np.zeros(0, dtype=np.float32)
         )
         duration_s = self.samples / self.rate_hz
-        return (
-            _group("rhythm", rhythm_values(envelope, self.rate_hz, duration_s)),
-            _group("tonal", self._tonal_values()),
-            _group("timbre", self._timbre_values()),
-        )
+        values = {
+            "rhythm": lambda: rhythm_values(envelope, self.rate_hz, duration_s),
+            "tonal": self._tonal_values,
+            "timbre": self._timbre_values,
+        }
+        return tuple(_group(name, compute()) for name, compute in values.items()
+                     if name in self.groups)
 
     def _consume(self, buffer: Signal) -> None:
         """Process every whole frame in `buffer`; keep what the next frame still needs."""
@@ -151,7 +158,8 @@ class FeatureAccumulator:
         used = buffer[: (count - 1) * HOP + N_FFT]
         frames = np.lib.stride_tricks.sliding_window_view(used, N_FFT)[::HOP]
         self._fold(frames)
-        self._shape_sums[4] += _zcr_sum(used, count)
+        if "timbre" in self.groups:
+            self._shape_sums[4] += _zcr_sum(used, count)
         self._carry = buffer[count * HOP :]
 
     def _fold(self, frames: Signal) -> None:
@@ -159,12 +167,16 @@ class FeatureAccumulator:
         spectrum = scipy.fft.rfft(frames * self._window, axis=1)
         magnitude = np.abs(spectrum)
         power = magnitude * magnitude
-        mel = np.maximum(power @ self._mel_basis, AMIN)
-        mel_db = np.maximum(10.0 * np.log10(mel), MEL_FLOOR_DB)
-        self._fold_onsets(mel_db)
-        self._mfcc.add(mel_db @ self._dct)
-        self._fold_shape(magnitude, power)
-        self._fold_chroma(power)
+        if "rhythm" in self.groups or "timbre" in self.groups:
+            mel = np.maximum(power @ self._mel_basis, AMIN)
+            mel_db = np.maximum(10.0 * np.log10(mel), MEL_FLOOR_DB)
+            if "rhythm" in self.groups:
+                self._fold_onsets(mel_db)
+            if "timbre" in self.groups:
+                self._mfcc.add(mel_db @ self._dct)
+                self._fold_shape(magnitude, power)
+        if "tonal" in self.groups:
+            self._fold_chroma(power)
         self._frames += len(frames)
 
     def _fold_onsets(self, mel_db: Signal) -> None:
