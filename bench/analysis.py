@@ -13,7 +13,8 @@ BLAS/OpenMP/numba thread.
 Without files, synthetic 3-5 minute tracks (FLAC and MP3) are written to a temporary directory.
 bliss is measured when `bliss_audio` is importable (it is a bench-only extra, never a dependency:
 `pip install --target DIR bliss-audio` and put DIR on PYTHONPATH). `--long` adds a two-hour MP3
-analysed by the engine in a fresh process: peak RSS and times realtime.
+analysed by the engine in a fresh process: peak RSS and times realtime. "rhythm" is the engine
+recomputing one group (after its version was raised) with the others stored.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RECIPES, write_long_mp3, write_synthetic
 
-TOOLS = ("engine", "librosa", "decode", "bliss")
+TOOLS = ("engine", "rhythm", "librosa", "decode", "bliss")
 ONE_THREAD = {
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
@@ -50,6 +51,16 @@ def _engine() -> Any:
 
     warm_up()
     return lambda path: analyse_file(Path(path)).duration_s
+
+
+def _rhythm() -> Any:
+    """The engine after a raise of rhythm's version: the other groups are stored already."""
+    from tunescout.analysis import analyse_file, warm_up
+    from tunescout.models import FEATURE_VERSIONS
+
+    warm_up()
+    stored = frozenset(FEATURE_VERSIONS) - {"rhythm"}
+    return lambda path: analyse_file(Path(path), stored_groups=lambda digest: stored).duration_s
 
 
 def _librosa() -> Any:
@@ -101,7 +112,9 @@ def _bliss() -> Any:
 def worker(tool: str) -> None:
     """Import the tool, then fork one child per path read from stdin; print one JSON line each."""
     try:
-        run = {"engine": _engine, "librosa": _librosa, "decode": _decode, "bliss": _bliss}[tool]()
+        tools = {"engine": _engine, "rhythm": _rhythm, "librosa": _librosa, "decode": _decode,
+                 "bliss": _bliss}
+        run = tools[tool]()
     except ImportError as exc:
         print(json.dumps({"unavailable": str(exc)}), flush=True)
         return
@@ -235,9 +248,11 @@ def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
     if engine:
         for other, label in (("librosa", "librosa baseline / engine (target >= 2)"),
                              ("bliss", "engine / bliss (target <= 1.5)"),
-                             ("decode", "engine / decode floor")):
+                             ("decode", "engine / decode floor"),
+                             ("rhythm", "rhythm recomputed alone / engine")):
             if other in medians:
-                ratio = medians[other] / engine if other == "librosa" else engine / medians[other]
+                ratio = (medians[other] / engine if other in ("librosa", "rhythm")
+                         else engine / medians[other])
                 print(f"{label:<42} {ratio:6.2f}")
 
 

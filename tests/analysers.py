@@ -71,3 +71,10 @@ class _BrokenSetup:
 
 
 broken_setup = _BrokenSetup()
+
+
+def titled(path: Path) -> TrackAnalysis:
+    """Like any healthy file of `by_name`, but says which analyser it was: for reload tests."""
+    result = fake_analysis(path)
+    return TrackAnalysis(digest=result.digest, duration_s=result.duration_s,
+                         tags={"title": f"titled {path.stem}"}, features=result.features)

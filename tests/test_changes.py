@@ -233,3 +233,28 @@ def test_symlinked_folders_are_watched_too(tmp_path: Path, start_daemon) -> None
     wait_for(lambda: library.json("status")["files"] == 1, 30, what="the unlinked files forgotten")
     assert "watch limit" not in daemon.log()  # the links' folders are watched: no false alarm
     assert daemon.stop() == 0
+
+
+def test_a_reload_with_another_analyser_replaces_the_zygote(tmp_path: Path, start_daemon) -> None:
+    """The running batch finishes on the old analyser; later files go to the new one."""
+    import signal
+
+    library = Library(tmp_path, intake={"settle": "1 s"}, log={"level": "debug"})
+    daemon = start_daemon(library)
+    daemon.wait_log("analysis zygote ready")
+    (library.music / "slow one.flac").write_bytes(os.urandom(2000))  # 2 s in its child
+    daemon.wait_log(": 1 files")  # the debug line of a batch starting
+    text = library.config.read_text().replace('"analysers:by_name"', '"analysers:titled"')
+    library.config.write_text(text)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("configuration reloaded")
+    daemon.wait_log("the analysis zygote restarts when its 1 running batches finish")
+    wait_for(lambda: daemon.log().count("analysis zygote ready") == 2, 60,
+             what="a second zygote, on the new analyser")
+    (library.music / "after.flac").write_bytes(os.urandom(2000))
+    wait_for(lambda: _analysed(daemon, library.music / "after.flac") == 1, 30, what="after.flac")
+    assert _show(library, library.music / "after.flac")["tags"]["title"] == "titled after"
+    shown = _show(library, library.music / "slow one.flac")
+    assert shown["state"] == "analysed" and shown["tags"]["title"] == "slow one"  # the old one
+    assert "quarantined" not in daemon.log() and "killed" not in daemon.log()
+    assert daemon.stop() == 0

@@ -142,7 +142,7 @@ class Service:
         old = self.config
         self.config = new
         self.loop.config = new
-        self.loop.supervisor.config = new
+        self.loop.supervisor.reconfigure(new)
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
         self.library.reconfigure(new)

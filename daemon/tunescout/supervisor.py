@@ -180,6 +180,7 @@ class Supervisor:
         self._batch_counter = 0
         self._zygote_failures = 0
         self._early_deaths = 0  # children in a row that died before their first file
+        self._replace_zygote = False  # the analyser changed: a new zygote once batches finish
         # where jobs come from: the whole queue for the daemon, the named files for `scan`
         self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
 
@@ -189,6 +190,25 @@ class Supervisor:
         self.zygote = ZygoteHandle(self.config.workers.analyser, self.env)
         log.info("starting the analysis zygote (pid %d)", self.zygote.proc.pid,
                  extra={"EVENT": "zygote_starting", "CHILD_PID": self.zygote.proc.pid})
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded configuration; a new analyser gets a new zygote, once the batches
+        of the old one have finished (nothing is killed)."""
+        old, self.config = self.config, config
+        if config.workers.analyser != old.workers.analyser and self.zygote is not None:
+            self._replace_zygote = True
+            log.info("analyser changed to %s: the analysis zygote restarts when its %d running "
+                     "batches finish", config.workers.analyser, len(self.batches),
+                     extra={"EVENT": "zygote_replacing"})
+            self._replace_idle_zygote()
+
+    def _replace_idle_zygote(self) -> None:
+        if self._replace_zygote and self.zygote is not None and not self.batches:
+            self.zygote.stop()
+            self.zygote = None
+            self._replace_zygote = False
+            if self.fatal is None:
+                self.start()
 
     def clear_fatal(self) -> None:
         """Try the analysis again (on reload): a stopped analysis restarts its zygote."""
@@ -258,6 +278,7 @@ class Supervisor:
             self._check_deadline(batch, now)
             if batch.eof and batch.exit_status is not None:
                 self._finish(batch)
+        self._replace_idle_zygote()
         if self.zygote is None and self.fatal is None and not self.batches:
             self.start()
 
@@ -268,7 +289,7 @@ class Supervisor:
 
     def dispatch(self, workers: int, now: float) -> int:
         """Start batches until `workers` children run or the queue is empty; return how many."""
-        if not self.ready or self.zygote is None or self.fatal:
+        if not self.ready or self.zygote is None or self.fatal or self._replace_zygote:
             return 0
         started = 0
         while len(self.batches) < workers:
