@@ -202,7 +202,7 @@ class Watcher:
             observer.unschedule(watch)
             self._handler.aliases = {r: a for r, a in self._handler.aliases.items()
                                      if r != watch.path}
-        added = [link for link in links if link not in self._links]
+        added = [link for link in links if link not in self._links and link.is_dir()]
         for link in added:
             real = os.path.realpath(link)
             fs_type = filesystem_type(link)
