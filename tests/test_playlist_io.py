@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from test_playlists import synthetic_tracks
+from tunescout.errors import PlaylistError
 from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
 from tunescout.playlist_io import (
     PlaylistKeeper,
@@ -24,7 +25,7 @@ from tunescout.playlist_io import (
     render_json,
     render_m3u8,
 )
-from tunescout.playlists import Catalogue, PlaylistError, Rules, Track, similar_playlist
+from tunescout.playlists import Catalogue, Rules, Track, similar_playlist
 from tunescout.store import Store
 
 

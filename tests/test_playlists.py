@@ -12,24 +12,23 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tunescout.errors import PlaylistError
 from tunescout.playlists import (
     Catalogue,
     Playlist,
-    PlaylistError,
     Rules,
     Track,
     TrackNotFound,
     camelot_compatible,
     column_weights,
     key_step,
-    normalise_title,
     parse_range,
     parse_weights,
-    parse_where,
     path_playlist,
     query_playlist,
     similar_playlist,
 )
+from tunescout.tagquery import normalise_title, parse_where
 from tunescout.vectors import camelot_index
 
 # --- the synthetic library -----------------------------------------------------------------------

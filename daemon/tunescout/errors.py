@@ -24,6 +24,10 @@ class ProtocolError(TunescoutError):
     """A message on the child pipe or the zygote socket is malformed."""
 
 
+class PlaylistError(TunescoutError):
+    """A playlist request that cannot be met as asked (bad expression, bad range, bad weights)."""
+
+
 class AnalysisError(TunescoutError):
     """One file could not be analysed; `kind` is one of FAILURE_KINDS."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunescout.config import Config, load_config
-from tunescout.errors import ConfigError, StoreError
+from tunescout.errors import ConfigError, PlaylistError, StoreError
 from tunescout.playlist_io import (
     FORMATS,
     PlaylistSpec,
@@ -32,7 +32,6 @@ from tunescout.playlists import (
     ORDERS,
     Catalogue,
     Playlist,
-    PlaylistError,
     Rules,
     TrackNotFound,
     parse_range,

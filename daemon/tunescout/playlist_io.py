@@ -20,20 +20,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from tunescout.errors import PlaylistError
 from tunescout.playlists import (
     ORDERS,
     Catalogue,
     Entry,
     Playlist,
-    PlaylistError,
     Rules,
     Track,
     parse_range,
-    parse_where,
     path_playlist,
     query_playlist,
     similar_playlist,
 )
+from tunescout.tagquery import parse_where
 from tunescout.units import path_json
 from tunescout.vectors import GROUPS
 
