@@ -19,6 +19,17 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 
+def run_as_nobody(code: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` as uid/gid 65534 (root reads any file; nobody does not), or skip."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to run as an unprivileged uid (setpriv)")
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-c", code, *args],
+                          capture_output=True, text=True, env={**os.environ, "HOME": str(home)})
+
+
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.1,
              what: str = "condition") -> Any:
     """Poll until `predicate` returns something truthy; fail the test with `what` at the deadline."""

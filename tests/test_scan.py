@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from conftest import run_as_nobody
 from tunescout.models import AUDIO_EXTENSIONS, FileIdentity
 from tunescout.scan import plan_reconcile, walk_library
 
@@ -78,14 +79,8 @@ def test_a_file_moved_while_the_daemon_was_down_is_paired(tmp_path: Path) -> Non
 def test_unreadable_folder_is_skipped_with_one_line_and_its_files_kept(tmp_path: Path) -> None:
     """As an unprivileged user (root reads everything): lost+found and the like."""
     import shutil
-    import subprocess
-    import sys
     import tempfile
 
-    import pytest
-
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root to run the walk as an unprivileged uid (setpriv)")
     root = Path(tempfile.mkdtemp(prefix="tunescout-perm-"))
     try:
         _touch(root / "ok" / "a.flac")
@@ -105,9 +100,7 @@ def test_unreadable_folder_is_skipped_with_one_line_and_its_files_kept(tmp_path:
             "plan = plan_reconcile(walk, known, set())\n"
             "print(sorted(os.fsdecode(p) for p in walk.files), plan.removed)\n"
         )
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               sys.executable, "-c", code, str(root)],
-                              capture_output=True, text=True, env={**os.environ, "HOME": str(root)})
+        proc = run_as_nobody(code, str(root), home=root)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == f"[{str(root / 'ok' / 'a.flac')!r}] []"
         lines = [line for line in proc.stderr.splitlines() if "lost+found" in line]
