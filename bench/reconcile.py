@@ -31,6 +31,7 @@ import psutil
 
 from tunescout.config import parse_config
 from tunescout.library import Library
+from tunescout.models import FEATURE_VERSIONS
 from tunescout.scan import walk_library
 from tunescout.store import Store
 
@@ -46,13 +47,20 @@ def build(root: Path, files: int, db: Path) -> None:
         path = folder / f"{i % per_album:02d} track {i}.flac"
         path.write_bytes(b"x" * (100 + i % 50))
         st = path.stat()
-        rows.append((os.fsencode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        rows.append((os.fsencode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                     f"{i:032x}"))
     Store.open(db).close()  # the real schema
-    # bench set-up only: rows as the daemon would have left them after analysing everything
+    # bench set-up only: rows as the daemon would have left them after analysing everything,
+    # with every recording's four feature groups (the orphan pruning reads them)
     conn = sqlite3.connect(db)
     with conn:
-        conn.executemany("INSERT INTO files (path, dev, ino, size, mtime_ns, state, first_seen) "
-                         "VALUES (?, ?, ?, ?, ?, 'analysed', 0)", rows)
+        conn.executemany("INSERT INTO files (path, dev, ino, size, mtime_ns, digest, state, "
+                         "first_seen) VALUES (?, ?, ?, ?, ?, ?, 'analysed', 0)", rows)
+        values = '{"tempo_bpm": 120.0, "mfcc_mean": [1.0, 2.0, 3.0]}'
+        conn.executemany("INSERT INTO features (digest, grp, version, vals, computed_at) "
+                         "VALUES (?, ?, ?, ?, 0)",
+                         ((row[5], group, version, values) for row in rows
+                          for group, version in FEATURE_VERSIONS.items()))
     conn.close()
 
 
@@ -128,7 +136,7 @@ def idle_wakeups(root: Path, db: Path, seconds: float) -> tuple[float, float]:
         time.sleep(seconds)
         ctx1, cpu1 = _voluntary_switches(proc.pid), daemon.cpu_times()
         wakeups = (ctx1 - ctx0) / seconds
-        cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / seconds * 100
+        cpu = max(0.0, (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / seconds * 100)
         return wakeups, cpu
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -170,3 +170,37 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     assert store.schema_version() == SCHEMA_VERSION
     assert list(store.identities()) == [b"/a.mp3"]  # the rows survive
     assert store.prune_orphans(1.0) == 0
+
+
+def test_a_version_2_database_keeps_its_orphans_and_the_rest(tmp_path: Path) -> None:
+    """From schema 3 orphans are noted when a file lets go of its digest; the migration notes
+    the features a version 2 database already had without a file."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    from tunescout.store import _MIGRATIONS
+
+    conn.executescript(_MIGRATIONS[0] + ";" + _MIGRATIONS[1] + "; PRAGMA user_version = 2;")
+    conn.execute("INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, first_seen) "
+                 "VALUES (x'2f612e6d7033', 1, 2, 3, 4, 'analysed', 'kept', 0)")
+    for digest in ("kept", "gone"):
+        conn.execute("INSERT INTO features (digest, grp, version, vals, computed_at) "
+                     "VALUES (?, 'rhythm', 1, '{}', 0)", (digest,))
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.folders() == {}  # every folder is compared file by file at the first reconcile
+    day = 86400.0
+    assert store.prune_orphans(30 * day, now=100 * day) == 0  # noted now, kept for 30 days
+    assert store.prune_orphans(30 * day, now=131 * day) == 1
+    assert store.current_groups("gone") == set() and store.current_groups("kept") == {"rhythm"}
+
+
+def test_an_edited_file_lets_go_of_its_old_recording(store: Store) -> None:
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis("old"))
+    store.record_analysis(Path("/m/copy.mp3"), IDENT, analysis("old"))
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis("new"))  # re-encoded in place
+    assert store.prune_orphans(0.0, now=10.0) == 0  # the copy still refers to "old"
+    store.remove_tree(Path("/m"))
+    assert store.prune_orphans(0.0, now=20.0) == 2  # both recordings, once no file has them
+    assert store.current_groups("old") == store.current_groups("new") == set()

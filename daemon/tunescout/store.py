@@ -73,8 +73,12 @@ _MIGRATIONS: list[str] = [
     """,
     # 3: per folder, the fingerprint of the last reconcile walk that agreed with its files rows
     # (NULL once a row of that folder changed) and how many rows it had then: see scan.py
+    # Orphans are noted from now on where a file lets go of its digest (`_let_go`), not found by
+    # a scan of every feature at each reconcile: the ones a version 2 database has are noted here.
     """
     CREATE TABLE folders (path BLOB PRIMARY KEY, files INTEGER NOT NULL, fingerprint BLOB);
+    INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, -1 FROM features
+        WHERE digest NOT IN (SELECT digest FROM files WHERE digest IS NOT NULL);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -260,6 +264,7 @@ class Store:
         """Store one file's tags and features and take it off the queue, in one transaction."""
         now = time.time()
         with self._transaction() as conn:
+            before = conn.execute("SELECT digest FROM files WHERE path = ?", (_b(path),)).fetchone()
             conn.execute(
                 "INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, duration_s, tags, "
                 "cover, tags_error, decode_warning, first_seen, analysed_at) "
@@ -285,6 +290,9 @@ class Store:
                 )
             conn.execute("DELETE FROM failures WHERE path = ?", (_b(path),))
             conn.execute("DELETE FROM queue WHERE path = ?", (_b(path),))
+            conn.execute("DELETE FROM orphans WHERE digest = ?", (result.digest,))
+            if before is not None and before[0] not in (None, result.digest):
+                _let_go(conn, [before[0]])
             _unsettle(conn, [_b(path)])
 
     def record_failure(
@@ -322,10 +330,14 @@ class Store:
         removed = 0
         with self._transaction() as conn:
             blobs = [_b(path) for path in paths]
+            digests = []
             for blob in blobs:
+                row = conn.execute("SELECT digest FROM files WHERE path = ?", (blob,)).fetchone()
+                digests += [row[0]] if row and row[0] else []
                 removed += conn.execute("DELETE FROM files WHERE path = ?", (blob,)).rowcount
                 conn.execute("DELETE FROM failures WHERE path = ?", (blob,))
                 conn.execute("DELETE FROM queue WHERE path = ?", (blob,))
+            _let_go(conn, digests)
             _unsettle(conn, blobs)
         return removed
 
@@ -346,10 +358,14 @@ class Store:
         """Forget every file under a folder that was deleted; return how many files."""
         prefix = _b(folder).rstrip(b"/") + b"/"
         with self._transaction() as conn:
+            digests = [r[0] for r in conn.execute(
+                "SELECT DISTINCT digest FROM files WHERE substr(path, 1, ?) = ? AND digest IS NOT NULL",
+                (len(prefix), prefix))]
             counts = [
                 conn.execute(f"DELETE FROM {t} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).rowcount
                 for t in ("files", "failures", "queue")
             ]
+            _let_go(conn, digests)
             _forget_folders_under(conn, _b(folder))
         return counts[0]
 
@@ -430,6 +446,9 @@ class Store:
                        forgotten: Iterable[bytes], unsettled: Iterable[bytes]) -> None:
         """Store the fingerprints of folders whose rows agree with a walk, forget those of
         folders with work to do, drop the rows of folders that hold no file any more."""
+        agreed, forgotten, unsettled = list(agreed), list(forgotten), list(unsettled)
+        if not (agreed or forgotten or unsettled):
+            return  # a reconcile that found nothing new: no write, no fsync
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO folders (path, files, fingerprint) VALUES (?, ?, ?)", agreed)
@@ -511,12 +530,12 @@ class Store:
         or a disk that comes back costs nothing.
         """
         now = time.time() if now is None else now
+        if self._conn.execute("SELECT 1 FROM orphans LIMIT 1").fetchone() is None:
+            return 0  # the usual case: nothing to write, no transaction
         with self._transaction() as conn:
-            referenced = "SELECT digest FROM files WHERE digest IS NOT NULL"
-            conn.execute(f"DELETE FROM orphans WHERE digest IN ({referenced})")
-            conn.execute(
-                "INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, ? "
-                f"FROM features WHERE digest NOT IN ({referenced})", (now,))
+            conn.execute("UPDATE orphans SET since = ? WHERE since < 0", (now,))  # newly noted
+            conn.execute("DELETE FROM orphans WHERE EXISTS "
+                         "(SELECT 1 FROM files WHERE files.digest = orphans.digest)")
             expired = "SELECT digest FROM orphans WHERE since <= ?"
             pruned = conn.execute(f"SELECT count(*) FROM ({expired})", (now - grace_s,)).fetchone()[0]
             conn.execute(f"DELETE FROM features WHERE digest IN ({expired})", (now - grace_s,))
@@ -601,3 +620,11 @@ def _forget_folders_under(conn: sqlite3.Connection, folder: bytes) -> None:
     low, high = subtree_range(folder)
     conn.execute("DELETE FROM folders WHERE path = ? OR (path > ? AND path < ?)",
                  (folder.rstrip(b"/") or b"/", low, high))
+
+
+def _let_go(conn: sqlite3.Connection, digests: Iterable[str]) -> None:
+    """Note the recordings no file refers to any more: their features are kept for a grace
+    period (a delete-then-re-add costs nothing), then pruned. Stamped by `prune_orphans`."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO orphans (digest, since) SELECT ?, -1 "
+        "WHERE NOT EXISTS (SELECT 1 FROM files WHERE digest = ?)", ((d, d) for d in set(digests)))
