@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunescout.watcher import count_inotify_watches, filesystem_type, needs_polling
+from tunescout.watcher import Watcher, blind_submounts, count_inotify_watches, filesystem_type, needs_polling
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
@@ -43,3 +43,52 @@ def test_counting_inotify_watches_sees_real_watches(tmp_path: Path) -> None:
         assert count_inotify_watches() == before + 3
     finally:
         os.close(fd)
+
+
+def test_network_mounts_inside_a_local_library_are_found(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO + "44 22 0:39 / /srv/local rw - ext4 /dev/sdc1 rw\n"
+                    "45 44 0:40 / /srv/local/nas rw - nfs4 nas:/x rw\n"
+                    "46 45 0:41 / /srv/local/nas/deeper rw - cifs //nas/y rw\n")
+    assert blind_submounts(Path("/srv"), info) == [(Path("/srv/local/nas"), "nfs4"),
+                                                   (Path("/srv/music"), "nfs4")]
+    assert blind_submounts(Path("/srv/local"), info) == [(Path("/srv/local/nas"), "nfs4")]
+    assert blind_submounts(Path("/srv/musicals"), info) == []
+
+
+def test_a_network_mount_inside_an_inotify_root_is_also_polled(tmp_path: Path) -> None:
+    """inotify on an NFS mount sees only this machine's changes: the mount is polled too."""
+    import os
+    import queue
+    import time
+
+    music = tmp_path / "music"
+    (music / "nas" / "Album").mkdir(parents=True)
+    (music / "local").mkdir()
+    info = tmp_path / "mountinfo"
+    real = os.path.realpath(music)
+    info.write_text(f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                    f"45 22 0:40 / {real}/nas rw - nfs4 nas:/music rw\n")
+    watcher = Watcher((music,), "auto", 0.2, lambda: None, mountinfo=info)
+    watcher.start()
+    try:
+        assert watcher.modes == {music: "inotify"}
+        assert watcher.polled_mounts == {music / "nas": "nfs4"}
+        assert watcher.polled() == [music / "nas"]
+        (music / "nas" / "Album" / "a.flac").write_bytes(b"x")
+        deadline = time.monotonic() + 10
+        seen = set()
+        while time.monotonic() < deadline and music / "nas" / "Album" / "a.flac" not in seen:
+            try:
+                seen.add(watcher.changes.get(timeout=0.2).path)
+            except queue.Empty:
+                pass
+        assert music / "nas" / "Album" / "a.flac" in seen
+    finally:
+        watcher.stop()
+    forced = Watcher((music,), "inotify", 0.2, lambda: None, mountinfo=info)
+    forced.start()
+    try:
+        assert forced.polled() == [] and forced.polled_mounts == {}  # as configured
+    finally:
+        forced.stop()

@@ -292,6 +292,7 @@ class Service:
             "running_children": len(sup.batches),
             "in_flight": sorted(str(p) for p in sup.in_flight()),
             "watch": self.watcher.modes and {str(k): v for k, v in self.watcher.modes.items()},
+            "polled": [str(p) for p in self.watcher.polled()],
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
         })

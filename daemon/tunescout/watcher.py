@@ -54,24 +54,49 @@ def _unescape_mountinfo(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
-    """Return the type of the filesystem that holds `path` (longest mount-point prefix)."""
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def _mounts(mountinfo: Path) -> list[tuple[str, str]]:
+    """Return (mount point, filesystem type) for every line of a mountinfo file."""
     try:
-        target = os.path.realpath(path)
         lines = mountinfo.read_text().splitlines()
     except OSError:
-        return "unknown"
-    best, best_type = "", "unknown"
+        return []
+    mounts = []
     for line in lines:
         left, _, right = line.partition(" - ")
         fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        mount_point = _unescape_mountinfo(fields[4])
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, right.split()[0]
+        if len(fields) >= 5 and right:
+            mounts.append((_unescape_mountinfo(fields[4]), right.split()[0]))
+    return mounts
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip("/") + "/")
+
+
+def filesystem_type(path: Path, mountinfo: Path = MOUNTINFO) -> str:
+    """Return the type of the filesystem that holds `path` (longest mount-point prefix)."""
+    target = os.path.realpath(path)
+    best, best_type = "", "unknown"
+    for mount_point, fs_type in _mounts(mountinfo):
+        if (target == mount_point or _inside(target, mount_point)) and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
     return best_type
+
+
+def blind_submounts(path: Path, mountinfo: Path = MOUNTINFO) -> list[tuple[Path, str]]:
+    """Return the mount points inside `path` (as paths under it) on filesystems inotify is
+    blind to, with their types; one inside another such mount is covered by it."""
+    real = os.path.realpath(path)
+    blind = sorted((mount_point, fs_type) for mount_point, fs_type in _mounts(mountinfo)
+                   if _inside(mount_point, real) and needs_polling(fs_type))
+    kept: list[tuple[str, str]] = []
+    for mount_point, fs_type in blind:
+        if not any(_inside(mount_point, outer) for outer, _ in kept):
+            kept.append((mount_point, fs_type))
+    return [(path / os.path.relpath(mount_point, real), fs_type) for mount_point, fs_type in kept]
 
 
 def needs_polling(fs_type: str) -> bool:
@@ -164,8 +189,9 @@ class Watcher:
     """Own the observers for every root; `changes` is drained by the main loop."""
 
     def __init__(self, roots: tuple[Path, ...], mode: str, poll_interval_s: float,
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], mountinfo: Path = MOUNTINFO) -> None:
         self.roots = roots
+        self.mountinfo = mountinfo
         self.mode = mode
         self.poll_interval_s = poll_interval_s
         self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
@@ -176,6 +202,8 @@ class Watcher:
         self._inotify: BaseObserver = Observer(timeout=OBSERVER_TIMEOUT_S)
         self._polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
         self._links: dict[Path, tuple[BaseObserver, ObservedWatch]] = {}
+        self.polled_mounts: dict[Path, str] = {}  # network mounts inside inotify trees -> type
+        self._mount_watches: dict[Path, ObservedWatch] = {}
 
     def start(self) -> None:
         """Start watching every root that exists; a missing root is logged and skipped."""
@@ -200,12 +228,15 @@ class Watcher:
         for link in [link for link in self._links if link not in links]:
             observer, watch = self._links.pop(link)
             observer.unschedule(watch)
+            for mount in [m for m in self._mount_watches if link in m.parents]:
+                self._polling.unschedule(self._mount_watches.pop(mount))
+                del self.polled_mounts[mount]
             self._handler.aliases = {r: a for r, a in self._handler.aliases.items()
                                      if r != watch.path}
         added = [link for link in links if link not in self._links and link.is_dir()]
         for link in added:
             real = os.path.realpath(link)
-            fs_type = filesystem_type(link)
+            fs_type = filesystem_type(link, self.mountinfo)
             poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
             observer = self._polling if poll else self._inotify
             # replaced, not changed in place: the observer threads read it
@@ -219,6 +250,8 @@ class Watcher:
                                           event_filter=_EVENT_FILTER)
                 fs_type += f", {exc.strerror}"
             self._links[link] = (observer, watch)
+            if observer is self._inotify:
+                self._poll_blind_submounts(link)
             log.info("watching symlinked folder %s (%s) %s", link, fs_type,
                      "by polling" if observer is self._polling else "with inotify",
                      extra={"EVENT": "watching", "TRACK_PATH": str(link), "FS_TYPE": fs_type,
@@ -232,7 +265,7 @@ class Watcher:
             log.warning("library folder %s does not exist or is not a folder; not watching it",
                         root, extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
             return "missing"
-        fs_type = filesystem_type(root)
+        fs_type = filesystem_type(root, self.mountinfo)
         use_poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
         if use_poll:
             why = ("configured" if self.mode == "poll"
@@ -251,7 +284,24 @@ class Watcher:
             return "poll"
         log.info("watching %s with inotify (%s)", root, fs_type,
                  extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
+        self._poll_blind_submounts(root)
         return "inotify"
+
+    def _poll_blind_submounts(self, tree: Path) -> None:
+        """Poll the network and FUSE mounts inside a tree watched with inotify (which sees
+        only this machine's changes there), besides its inotify watches."""
+        if self.mode != "auto":
+            return  # "inotify" was asked for explicitly
+        for mount, fs_type in blind_submounts(tree, self.mountinfo):
+            if mount in self._mount_watches:
+                continue
+            self._mount_watches[mount] = self._polling.schedule(
+                self._handler, str(mount), recursive=True, event_filter=_EVENT_FILTER)
+            self.polled_mounts[mount] = fs_type
+            log.info("also polling %s every %g s (%s mounted inside %s: inotify does not see "
+                     "changes made by other machines)", mount, self.poll_interval_s, fs_type, tree,
+                     extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type,
+                            "TRACK_PATH": str(mount)})
 
     def check_coverage(self, dirs: int, wait_s: float = 0.0) -> bool:
         """Compare the watches placed with the folders under inotify roots; warn when short.
@@ -282,6 +332,10 @@ class Watcher:
             if mode == "inotify":
                 self.modes[root] = "inotify-partial"
         return False
+
+    def polled(self) -> list[Path]:
+        """Return the folders watched by polling: roots, symlinked folders or mounts inside."""
+        return sorted(Path(emitter.watch.path) for emitter in self._polling.emitters)
 
     def summary(self) -> str:
         """Return how the roots are watched, for the status line: "inotify", "poll", "mixed"."""
