@@ -97,12 +97,14 @@ def _under(path: bytes, folder: bytes) -> bool:
 
 
 def walk_library(roots: tuple[Path, ...], extensions: frozenset[str],
-                 known: Mapping[bytes, bytes] | None = None) -> Walk:
+                 known: Mapping[bytes, bytes] | None = None,
+                 told: set[Path] | None = None) -> Walk:
     """Stat every audio file under the roots; note which roots were walked completely.
 
     `known` maps folders to their stored fingerprints; without it no fingerprint is computed
     and every file found is in `walk.files`. A symlinked folder is followed once, unless it
-    leads into a tree already walked or to an ancestor of one (a loop).
+    leads into a tree already walked or to an ancestor of one (a loop). A folder that cannot
+    be read gets a warning, once per folder in `told` (a daemon's periodic walks), then debug.
     """
     walk = Walk()
     lowered = frozenset(e.lower() for e in extensions)
@@ -125,8 +127,11 @@ def walk_library(roots: tuple[Path, ...], extensions: frozenset[str],
         _walk_tree(os.fsencode(root), lowered, known, walk, trees)
         walk.complete_roots.append(root)
         for folder, why in walk.skipped_dirs[skipped_before:]:
-            log.warning("skipping folder %s: %s", folder, why,
-                        extra={"EVENT": "folder_skipped", "TRACK_PATH": str(folder)})
+            level = logging.DEBUG if told is not None and folder in told else logging.WARNING
+            log.log(level, "skipping folder %s: %s", folder, why,
+                    extra={"EVENT": "folder_skipped", "TRACK_PATH": str(folder)})
+            if told is not None:
+                told.add(folder)
     return walk
 
 

@@ -54,6 +54,7 @@ class Service:
         self._next_rescan = 0.0
         self._walk_started_at = self._rescan_asked_at = 0.0
         self._versions_checked = False
+        self._skips_told: set[Path] = set()  # unreadable folders warned about once a run
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
@@ -216,7 +217,7 @@ class Service:
         exts = self.config.library.extensions
 
         def walk() -> None:
-            self._walk = walk_library(roots, exts, known)
+            self._walk = walk_library(roots, exts, known, self._skips_told)
             self.loop.wake()
 
         threading.Thread(target=walk, name="reconcile", daemon=True).start()
