@@ -36,3 +36,19 @@ def test_broken_analyser_is_reported(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert b"FAIL  analysis: the analysis stack cannot start" in proc.stdout
     assert b"No module named 'no_such_module'" in proc.stdout
+
+
+def test_a_network_mount_inside_the_library_is_said_to_be_polled(tmp_path: Path) -> None:
+    import os
+
+    from tunescout.doctor import _check_root
+
+    music = tmp_path / "music"
+    (music / "nas").mkdir(parents=True)
+    info = tmp_path / "mountinfo"
+    info.write_text(f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                    f"45 22 0:40 / {os.path.realpath(music)}/nas rw - nfs4 nas:/m rw\n")
+    [check] = _check_root(music, "auto", info)
+    assert check.level == "ok" and check.message.endswith(f"; {music / 'nas'} (nfs4) also polled")
+    [check] = _check_root(music, "inotify", info)
+    assert "polled" not in check.message

@@ -18,7 +18,7 @@ from tunescout.memory import read_memory
 from tunescout.store import SCHEMA_VERSION, Store
 from tunescout.supervisor import child_env
 from tunescout.units import format_size
-from tunescout.watcher import filesystem_type, needs_polling
+from tunescout.watcher import MOUNTINFO, blind_submounts, filesystem_type, needs_polling
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
@@ -105,7 +105,7 @@ def _read_limit(path: str) -> int | None:
         return None
 
 
-def _check_root(root: Path, watch: str) -> Iterator[Check]:
+def _check_root(root: Path, watch: str, mountinfo: Path = MOUNTINFO) -> Iterator[Check]:
     name = f"library {root}"
     if not root.exists():
         yield Check(name, "fail", "does not exist (not mounted?)",
@@ -115,7 +115,7 @@ def _check_root(root: Path, watch: str) -> Iterator[Check]:
         yield Check(name, "fail", "is not a readable folder",
                     "make it readable by the daemon's user (chmod o+rx, or SupplementaryGroups=)")
         return
-    fs_type = filesystem_type(root)
+    fs_type = filesystem_type(root, mountinfo)
     if watch == "poll" or (watch == "auto" and needs_polling(fs_type)):
         yield Check(name, "ok", f"{fs_type}: watched by polling (inotify does not see changes made "
                     "on other machines)")
@@ -133,8 +133,10 @@ def _check_root(root: Path, watch: str) -> Iterator[Check]:
                     "in /etc/sysctl.d/ to keep it); until then folders past the limit are covered "
                     "by the periodic rescan only")
         return
+    polled = blind_submounts(root, mountinfo) if watch == "auto" else []
     yield Check(name, "ok", f"{fs_type}, inotify, {dirs:,} folders"
-                + (f" (watch limit {limit:,})" if limit else ""))
+                + (f" (watch limit {limit:,})" if limit else "")
+                + "".join(f"; {mount} ({kind}) also polled" for mount, kind in polled))
 
 
 def _check_journal(env: Mapping[str, str]) -> Check:
