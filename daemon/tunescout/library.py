@@ -202,9 +202,9 @@ class Library:
         """Load the rows of every folder the walk did not find unchanged; count the others.
 
         Returns those rows, the folders with rows that the walk did not meet (gone), and how
-        many files the unchanged folders hold. The
-        rows counted plus the rows loaded must make every row under the walked roots; if not
-        (the table was edited by hand, or a fingerprint is missing), all rows are loaded.
+        many files the unchanged folders hold. The rows counted plus the rows loaded must make
+        every row under the walked roots; if not (a folder row is missing, or the table was
+        edited by hand), all rows are loaded.
         """
         folders = self.store.folders()
         for folder, print_ in list(walk.matched.items()):
