@@ -204,3 +204,11 @@ def test_an_edited_file_lets_go_of_its_old_recording(store: Store) -> None:
     store.remove_tree(Path("/m"))
     assert store.prune_orphans(0.0, now=20.0) == 2  # both recordings, once no file has them
     assert store.current_groups("old") == store.current_groups("new") == set()
+
+
+def test_queued_among_answers_for_few_and_for_many_paths(store: Store) -> None:
+    store.enqueue([Path("/m/a.mp3"), Path("/m/b.mp3"), Path("/m/c.mp3")], PRIORITY_NEW)
+    assert store.queued_among([b"/m/a.mp3", b"/m/x.mp3", b"/m/c.mp3"]) == {b"/m/a.mp3", b"/m/c.mp3"}
+    many = [b"/n/%d.mp3" % i for i in range(2500)] + [b"/m/b.mp3"]
+    assert store.queued_among(many) == {b"/m/b.mp3"}
+    assert store.queued_among([]) == set()

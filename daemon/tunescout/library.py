@@ -156,7 +156,8 @@ class Library:
         `walk` was made with the stored folder fingerprints (`Store.folder_fingerprints`).
         """
         known, gone, vouched = self._rows_to_compare(walk)
-        plan = plan_reconcile(walk, known, self.store.queued_paths() if walk.files else set())
+        asked = [p for p in walk.files if p not in known or known[p][1] == "pending"]
+        plan = plan_reconcile(walk, known, self.store.queued_among(asked))
         ready = []
         for path in plan.new + plan.changed:
             identity = walk.files[os.fsencode(path)]

@@ -413,6 +413,14 @@ class Store:
     def queued_paths(self) -> set[bytes]:
         return {r[0] for r in self._conn.execute("SELECT path FROM queue")}
 
+    def queued_among(self, paths: list[bytes]) -> set[bytes]:
+        """Return which of these paths are queued: point lookups for a few, one read for many
+        (a rescan during a long backfill need not load the whole queue for three new files)."""
+        if len(paths) > 2000:
+            return self.queued_paths() & set(paths)
+        lookup = "SELECT 1 FROM queue WHERE path = ?"
+        return {p for p in paths if self._conn.execute(lookup, (p,)).fetchone() is not None}
+
     def folder_fingerprints(self) -> dict[bytes, bytes]:
         """Return the fingerprint of every folder whose rows agreed with the last walk of it."""
         return dict(self._conn.execute(
