@@ -12,7 +12,7 @@ from tunescout.intake import Settler, is_candidate
 from tunescout.models import FileIdentity
 from tunescout.scan import Walk, look_again, plan_reconcile, walk_library
 from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
-from tunescout.units import folder_of, format_duration
+from tunescout.units import folder_of, format_duration, is_within
 from tunescout.watcher import Change
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,8 @@ class Library:
         skipped = [os.fsencode(d) for d, _ in walk.skipped_dirs]
 
         def walked_over(folder: bytes) -> bool:
-            return (any(folder == r or folder.startswith(r.rstrip(b"/") + b"/") for r in roots)
-                    and not any(folder == s or folder.startswith(s + b"/") for s in skipped))
+            return (any(is_within(folder, r) for r in roots)
+                    and not any(is_within(folder, s) for s in skipped))
 
         gone = [f for f in folders if f not in walk.matched and f not in walk.dirty and walked_over(f)]
         expected = (sum(self.store.files_under(r) for r in roots)

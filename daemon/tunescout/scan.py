@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tunescout.intake import TEMP_PREFIXES
 from tunescout.models import FileIdentity
-from tunescout.units import folder_of
+from tunescout.units import folder_of, is_within
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,6 @@ def _list_folder(folder: bytes, extensions: frozenset[str], listing: Listing,
         os.close(fd)
 
 
-def _under(path: bytes, folder: bytes) -> bool:
-    return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
-
-
 def walk_library(roots: tuple[Path, ...], extensions: frozenset[str],
                  known: Mapping[bytes, bytes] | None = None,
                  told: set[Path] | None = None) -> Walk:
@@ -120,7 +116,7 @@ def walk_library(roots: tuple[Path, ...], extensions: frozenset[str],
             log.warning("library path %s is not a folder", root, extra={"EVENT": "root_missing"})
             continue
         real = os.fsencode(os.path.realpath(root))
-        if any(_under(real, tree) for tree in trees):
+        if any(is_within(real, tree) for tree in trees):
             continue  # inside a root already walked
         trees.append(real)
         skipped_before = len(walk.skipped_dirs)
@@ -175,7 +171,7 @@ def _walk_tree(top: bytes, extensions: frozenset[str], known: Mapping[bytes, byt
             continue
         for link in links:
             real = os.fsencode(os.path.realpath(link))
-            if not any(_under(real, tree) or _under(tree, real) for tree in trees):
+            if not any(is_within(real, tree) or is_within(tree, real) for tree in trees):
                 trees.append(real)
                 stack.append(link)
                 walk.links.append(Path(os.fsdecode(link)))
@@ -279,4 +275,4 @@ def _pair_moves(new: list[Path], removed: list[bytes], walk: Walk,
 
 
 def _under_any(path: bytes, folders: list[bytes]) -> bool:
-    return any(path.startswith(f.rstrip(b"/") + b"/") for f in folders)
+    return any(is_within(path, f) for f in folders)

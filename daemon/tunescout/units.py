@@ -91,6 +91,11 @@ def folder_of(path: bytes) -> bytes:
     return path[:path.rindex(b"/")] or b"/"
 
 
+def is_within(path: bytes, folder: bytes) -> bool:
+    """Return True when `path` is `folder` or lies anywhere under it (not merely a prefix)."""
+    return path == folder or path.startswith(folder.rstrip(b"/") + b"/")
+
+
 def subtree_range(folder: bytes) -> tuple[bytes, bytes]:
     """Return (low, high) such that the paths strictly between them are exactly those under
     `folder`: the way to ask an index on path for one folder's subtree ("0" follows "/")."""
