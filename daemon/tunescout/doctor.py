@@ -18,7 +18,7 @@ from tunescout.memory import read_memory
 from tunescout.store import SCHEMA_VERSION, Store
 from tunescout.supervisor import child_env
 from tunescout.units import format_size
-from tunescout.watcher import MOUNTINFO, blind_submounts, filesystem_type, needs_polling
+from tunescout.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
@@ -116,7 +116,7 @@ def _check_root(root: Path, watch: str, mountinfo: Path = MOUNTINFO) -> Iterator
                     "make it readable by the daemon's user (chmod o+rx, or SupplementaryGroups=)")
         return
     fs_type = filesystem_type(root, mountinfo)
-    if watch == "poll" or (watch == "auto" and needs_polling(fs_type)):
+    if uses_polling(watch, fs_type):
         yield Check(name, "ok", f"{fs_type}: watched by polling (inotify does not see changes made "
                     "on other machines)")
         return

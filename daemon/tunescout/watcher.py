@@ -104,6 +104,11 @@ def needs_polling(fs_type: str) -> bool:
     return fs_type in NETWORK_FS_TYPES or fs_type.startswith("fuse")
 
 
+def uses_polling(mode: str, fs_type: str) -> bool:
+    """Return True when `[library] watch = mode` watches a folder on `fs_type` by polling."""
+    return mode == "poll" or (mode == "auto" and needs_polling(fs_type))
+
+
 def count_inotify_watches(pid: str = "self") -> int:
     """Count the inotify watches this process holds (the "inotify wd:" lines of its fdinfo)."""
     total = 0
@@ -163,7 +168,7 @@ class _Handler(FileSystemEventHandler):
         """The event's path as the library sees it: through the link for a followed folder."""
         path = os.fsdecode(raw)
         for real, link in self.aliases.items():
-            if path == real or path.startswith(real + "/"):
+            if path == real or _inside(path, real):
                 return Path(link + path[len(real):])
         return Path(path)
 
@@ -208,7 +213,7 @@ class Watcher:
     def start(self) -> None:
         """Start watching every root that exists; a missing root is logged and skipped."""
         for root in self.roots:
-            self.modes[root] = self._schedule(root, self._inotify, self._polling)
+            self.modes[root] = self._schedule(root)
         self._start_observers()
 
     def _start_observers(self) -> None:
@@ -237,18 +242,11 @@ class Watcher:
         for link in added:
             real = os.path.realpath(link)
             fs_type = filesystem_type(link, self.mountinfo)
-            poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
-            observer = self._polling if poll else self._inotify
             # replaced, not changed in place: the observer threads read it
             self._handler.aliases = {**self._handler.aliases, real: str(link)}
-            try:
-                watch = observer.schedule(self._handler, real, recursive=True,
-                                          event_filter=_EVENT_FILTER)
-            except OSError as exc:
-                observer = self._polling
-                watch = observer.schedule(self._handler, real, recursive=True,
-                                          event_filter=_EVENT_FILTER)
-                fs_type += f", {exc.strerror}"
+            observer, watch, refused = self._watch(real, uses_polling(self.mode, fs_type))
+            if refused is not None:
+                fs_type += f", {refused}"
             self._links[link] = (observer, watch)
             if observer is self._inotify:
                 self._poll_blind_submounts(link)
@@ -260,27 +258,37 @@ class Watcher:
         self._start_observers()
         return added
 
-    def _schedule(self, root: Path, inotify: BaseObserver, polling: BaseObserver) -> str:
+    def _watch(self, path: str, poll: bool) -> tuple[BaseObserver, ObservedWatch, str | None]:
+        """Schedule a recursive watch on `path`: by inotify unless `poll`, or when inotify
+        refuses it (whose reason is returned), by polling."""
+        refused = None
+        if not poll:
+            try:
+                return self._inotify, self._inotify.schedule(
+                    self._handler, path, recursive=True, event_filter=_EVENT_FILTER), None
+            except OSError as exc:
+                refused = exc.strerror or str(exc)
+        return self._polling, self._polling.schedule(
+            self._handler, path, recursive=True, event_filter=_EVENT_FILTER), refused
+
+    def _schedule(self, root: Path) -> str:
         if not root.is_dir():
             log.warning("library folder %s does not exist or is not a folder; not watching it",
                         root, extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
             return "missing"
         fs_type = filesystem_type(root, self.mountinfo)
-        use_poll = self.mode == "poll" or (self.mode == "auto" and needs_polling(fs_type))
-        if use_poll:
+        poll = uses_polling(self.mode, fs_type)
+        *_, refused = self._watch(str(root), poll)
+        if poll:
             why = ("configured" if self.mode == "poll"
                    else f"{fs_type} does not report remote changes to inotify")
             log.info("watching %s by polling every %g s (%s)", root, self.poll_interval_s, why,
                      extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
-            polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
             return "poll"
-        try:
-            inotify.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
-        except OSError as exc:
+        if refused is not None:
             log.warning("cannot watch %s with inotify (%s); polling every %g s instead",
-                        root, exc.strerror, self.poll_interval_s,
+                        root, refused, self.poll_interval_s,
                         extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
-            polling.schedule(self._handler, str(root), recursive=True, event_filter=_EVENT_FILTER)
             return "poll"
         log.info("watching %s with inotify (%s)", root, fs_type,
                  extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
