@@ -327,19 +327,17 @@ class Store:
 
     def remove_files(self, paths: Iterable[Path]) -> int:
         """Forget files that left the library; their features stay, keyed by audio digest."""
-        removed = 0
         with self._transaction() as conn:
             blobs = [_b(path) for path in paths]
-            digests = []
+            gone = []
             for blob in blobs:
-                row = conn.execute("SELECT digest FROM files WHERE path = ?", (blob,)).fetchone()
-                digests += [row[0]] if row and row[0] else []
-                removed += conn.execute("DELETE FROM files WHERE path = ?", (blob,)).rowcount
+                gone += conn.execute("DELETE FROM files WHERE path = ? RETURNING digest",
+                                     (blob,)).fetchall()
                 conn.execute("DELETE FROM failures WHERE path = ?", (blob,))
                 conn.execute("DELETE FROM queue WHERE path = ?", (blob,))
-            _let_go(conn, digests)
+            _let_go(conn, [digest for (digest,) in gone if digest])
             _unsettle(conn, blobs)
-        return removed
+        return len(gone)
 
     def rename(self, old: Path, new: Path, *, tree: bool) -> int:
         """Move a file's (or a folder's) rows to a new path, keeping the analysis; return files moved."""
@@ -356,18 +354,15 @@ class Store:
 
     def remove_tree(self, folder: Path) -> int:
         """Forget every file under a folder that was deleted; return how many files."""
-        prefix = _b(folder).rstrip(b"/") + b"/"
+        low, high = subtree_range(_b(folder))
         with self._transaction() as conn:
-            digests = [r[0] for r in conn.execute(
-                "SELECT DISTINCT digest FROM files WHERE substr(path, 1, ?) = ? AND digest IS NOT NULL",
-                (len(prefix), prefix))]
-            counts = [
-                conn.execute(f"DELETE FROM {t} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).rowcount
-                for t in ("files", "failures", "queue")
-            ]
-            _let_go(conn, digests)
+            gone = conn.execute("DELETE FROM files WHERE path > ? AND path < ? RETURNING digest",
+                                (low, high)).fetchall()
+            for table in ("failures", "queue"):
+                conn.execute(f"DELETE FROM {table} WHERE path > ? AND path < ?", (low, high))
+            _let_go(conn, [digest for (digest,) in gone if digest])
             _forget_folders_under(conn, _b(folder))
-        return counts[0]
+        return len(gone)
 
     def retry(self, paths: Iterable[Path] | None) -> int:
         """Forget failures (all when `paths` is None) and queue those files again."""
@@ -603,10 +598,9 @@ class Store:
 def _rename_rows(conn: sqlite3.Connection, table: str, old: bytes, new: bytes, tree: bool) -> int:
     if not tree:
         return conn.execute(f"UPDATE OR REPLACE {table} SET path = ? WHERE path = ?", (new, old)).rowcount
-    prefix = old.rstrip(b"/") + b"/"
-    rows = conn.execute(
-        f"SELECT path FROM {table} WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
-    ).fetchall()
+    prefix, high = subtree_range(old)
+    rows = conn.execute(f"SELECT path FROM {table} WHERE path > ? AND path < ?",
+                        (prefix, high)).fetchall()
     for (path,) in rows:
         conn.execute(f"UPDATE OR REPLACE {table} SET path = ? WHERE path = ?",
                      (new.rstrip(b"/") + b"/" + path[len(prefix):], path))
