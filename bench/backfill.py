@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from audio import write_track  # noqa: E402
-from tunescout.supervisor import ZygoteHandle  # noqa: E402
+from tunescout.workers.supervisor import ZygoteHandle  # noqa: E402
 
 
 def write_config(path: Path, music: Path, db: Path, workers: int) -> Path:

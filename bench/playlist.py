@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from tunescout.playlists import Catalogue, Rules, Track, column_weights, path_playlist, similar_playlist
+from tunescout.playlists.engine import (
+    Catalogue,
+    Rules,
+    Track,
+    column_weights,
+    path_playlist,
+    similar_playlist,
+)
 
 CLUSTERS = 60
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import psutil
 
 from tunescout.config import parse_config
-from tunescout.library import Library
+from tunescout.library.changes import Library
+from tunescout.library.walk import walk_library
 from tunescout.models import FEATURE_VERSIONS
-from tunescout.scan import walk_library
 from tunescout.store import Store
 
 

@@ -15,9 +15,9 @@ import signal
 import time
 from pathlib import Path
 
-from tunescout import zygote
 from tunescout.errors import AnalysisError
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup, TrackAnalysis
+from tunescout.workers import zygote
 
 
 def fake_analysis(path: Path) -> TrackAnalysis:

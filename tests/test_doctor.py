@@ -41,7 +41,7 @@ def test_broken_analyser_is_reported(tmp_path: Path) -> None:
 def test_a_network_mount_inside_the_library_is_said_to_be_polled(tmp_path: Path) -> None:
     import os
 
-    from tunescout.doctor import _check_root
+    from tunescout.cli.doctor import _check_root
 
     music = tmp_path / "music"
     (music / "nas").mkdir(parents=True)

@@ -169,8 +169,8 @@ def test_status_before_anything_ran(tmp_path: Path) -> None:
 
 def test_daemon_side_never_imports_the_analysis_stack() -> None:
     code = (
-        "import sys, tunescout.cli, tunescout.service, tunescout.supervisor, tunescout.watcher, "
-        "tunescout.store, tunescout.health, tunescout.logs\n"
+        "import sys, tunescout.cli.main, tunescout.service, tunescout.workers.supervisor, "
+        "tunescout.library.watcher, tunescout.store, tunescout.health, tunescout.logs\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('librosa', 'numba', 'llvmlite', 'av', 'scipy', 'soundfile', 'tunescout.analysis') "
         "or m.startswith('tunescout.analysis'))\n"

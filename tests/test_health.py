@@ -173,7 +173,7 @@ class Daemon(DaemonProcess):
         while time.monotonic() < deadline:
             for child in psutil.Process(self.pid).children():
                 try:
-                    if "tunescout.zygote" in child.cmdline():
+                    if "tunescout.workers.zygote" in child.cmdline():
                         return child
                 except psutil.NoSuchProcess:
                     continue

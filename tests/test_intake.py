@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunescout.intake import Settler, is_candidate, is_temp_name
+from tunescout.library.intake import Settler, is_candidate, is_temp_name
 from tunescout.models import AUDIO_EXTENSIONS
 
 
@@ -83,7 +83,7 @@ def test_vanished_and_forgotten_files(tmp_path: Path) -> None:
 
 def test_the_walk_agrees_with_the_watchers_name_check(tmp_path: Path) -> None:
     """The reconcile walk inlines is_candidate_name in its hot loop: the two must agree."""
-    from tunescout.scan import walk_library
+    from tunescout.library.walk import walk_library
 
     names = ["a.mp3", "._a.mp3", ".~lock.flac", "~$x.wav", "a.jpg", ".flac", "b.FLAC",
              "c.mp3.part", ".c.mp3.Xy12Zq", "noext", "d.Opus", "e.mp3.tmp"]

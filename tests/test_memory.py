@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunescout.memory import MemoryGate, MemoryReading, cgroup_memory, read_memory, worker_budget
+from tunescout.workers.memory import MemoryGate, MemoryReading, cgroup_memory, read_memory, worker_budget
 
 GiB = 2**30
 MiB = 2**20

@@ -12,7 +12,8 @@ import pytest
 from test_playlists import synthetic_tracks
 from tunescout.errors import PlaylistError
 from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
-from tunescout.playlist_io import (
+from tunescout.playlists.engine import Catalogue, Rules, Track, similar_playlist
+from tunescout.playlists.io import (
     PlaylistKeeper,
     PlaylistSpec,
     atomic_write,
@@ -25,7 +26,6 @@ from tunescout.playlist_io import (
     render_json,
     render_m3u8,
 )
-from tunescout.playlists import Catalogue, Rules, Track, similar_playlist
 from tunescout.store import Store
 
 

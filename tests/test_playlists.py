@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tunescout.errors import PlaylistError
-from tunescout.playlists import (
+from tunescout.playlists.engine import (
     Catalogue,
     Playlist,
     Rules,
@@ -28,8 +28,8 @@ from tunescout.playlists import (
     query_playlist,
     similar_playlist,
 )
-from tunescout.tagquery import normalise_title, parse_where
-from tunescout.vectors import camelot_index
+from tunescout.playlists.tagquery import normalise_title, parse_where
+from tunescout.playlists.vectors import camelot_index
 
 # --- the synthetic library -----------------------------------------------------------------------
 

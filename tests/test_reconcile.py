@@ -19,9 +19,9 @@ import pytest
 
 from conftest import run_as_nobody
 from tunescout.config import Config, parse_config
-from tunescout.library import Library
+from tunescout.library.changes import Library
+from tunescout.library.walk import Walk, fingerprint, walk_library
 from tunescout.models import FileIdentity, TrackAnalysis
-from tunescout.scan import Walk, fingerprint, walk_library
 from tunescout.store import Store
 
 
@@ -221,9 +221,9 @@ def test_an_unreadable_folder_keeps_its_rows_and_the_counts_add_up(tmp_path: Pat
             "import logging, os, sys, time\n"
             "from pathlib import Path\n"
             "from tunescout.config import parse_config\n"
-            "from tunescout.library import Library\n"
+            "from tunescout.library.changes import Library\n"
             "from tunescout.models import FileIdentity, TrackAnalysis\n"
-            "from tunescout.scan import walk_library\n"
+            "from tunescout.library.walk import walk_library\n"
             "from tunescout.store import Store\n"
             "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
             "base = Path(sys.argv[1]); music = base / 'music'\n"

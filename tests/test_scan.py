@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 from conftest import run_as_nobody
+from tunescout.library.walk import plan_reconcile, walk_library
 from tunescout.models import AUDIO_EXTENSIONS, FileIdentity
-from tunescout.scan import plan_reconcile, walk_library
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -92,7 +92,7 @@ def test_unreadable_folder_is_skipped_with_one_line_and_its_files_kept(tmp_path:
             "import os, sys, logging\n"
             "from pathlib import Path\n"
             "from tunescout.models import AUDIO_EXTENSIONS, FileIdentity\n"
-            "from tunescout.scan import walk_library, plan_reconcile\n"
+            "from tunescout.library.walk import walk_library, plan_reconcile\n"
             "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
             "root = Path(sys.argv[1])\n"
             "walk = walk_library((root,), AUDIO_EXTENSIONS)\n"

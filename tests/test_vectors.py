@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tunescout.vectors import (
+from tunescout.playlists.vectors import (
     CLIP,
     GROUPS,
     LAYOUT,
@@ -99,7 +99,7 @@ def test_group_distance_does_not_depend_on_how_many_columns_a_group_has() -> Non
     shifted = base.values[0].copy()
     for group in ("rhythm", "timbre"):
         shifted[base.layout.slices[group]] += 1.0  # one σ in every column of the group
-    from tunescout.vectors import FeatureMatrix
+    from tunescout.playlists.vectors import FeatureMatrix
 
     probe = FeatureMatrix(np.stack([shifted]), base.layout, base.center, base.scale)
     distances = group_distances(probe, np.array([0]), ref)[0]

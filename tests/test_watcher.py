@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunescout.watcher import Watcher, blind_submounts, count_inotify_watches, filesystem_type, needs_polling
+from tunescout.library.watcher import (
+    Watcher,
+    blind_submounts,
+    count_inotify_watches,
+    filesystem_type,
+    needs_polling,
+)
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw

@@ -345,7 +345,7 @@ def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
             except ValueError as exc:
                 problems.append(f"playlist_keeper.{key}: {exc}")
     if tables is not None:
-        from tunescout.playlist_io import parse_playlist_specs  # numpy: only when playlists exist
+        from tunescout.playlists.io import parse_playlist_specs  # numpy: only when playlists exist
 
         specs, found = parse_playlist_specs(tables, base_dir)
         problems.extend(found)

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tunescout.config import Config
-from tunescout.memory import MemoryGate, MemoryReading, read_memory, worker_budget
 from tunescout.store import PRIORITY_NEW, Job, Store
-from tunescout.supervisor import Supervisor
 from tunescout.units import format_size
+from tunescout.workers.memory import MemoryGate, MemoryReading, read_memory, worker_budget
+from tunescout.workers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ from typing import Any
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, TunescoutError
 from tunescout.health import Health
-from tunescout.library import Library
+from tunescout.library.changes import Library
+from tunescout.library.walk import Walk, walk_library
+from tunescout.library.watcher import Watcher
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
-from tunescout.memory import MemoryGate
-from tunescout.scan import Walk, walk_library
 from tunescout.store import Store
 from tunescout.units import format_duration
-from tunescout.watcher import Watcher
+from tunescout.workers.memory import MemoryGate
 
 log = logging.getLogger("tunescout.service")
 
@@ -73,7 +73,7 @@ class Service:
         """Return a PlaylistKeeper for the configured playlists, or None when there are none."""
         if not config.playlists.specs:
             return None
-        from tunescout.playlist_io import PlaylistKeeper  # numpy: only with playlists configured
+        from tunescout.playlists.io import PlaylistKeeper  # numpy: only with playlists configured
 
         history = config.playlists.history or config.store.path.with_name("playlist-history.json")
         return PlaylistKeeper(config.playlists.specs, config.playlists.debounce_s, history,

@@ -17,7 +17,16 @@ from typing import Any
 
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, PlaylistError, StoreError
-from tunescout.playlist_io import (
+from tunescout.playlists.engine import (
+    ORDERS,
+    Catalogue,
+    Playlist,
+    Rules,
+    TrackNotFound,
+    parse_range,
+    parse_weights,
+)
+from tunescout.playlists.io import (
     FORMATS,
     PlaylistSpec,
     atomic_write,
@@ -27,15 +36,6 @@ from tunescout.playlist_io import (
     record_history,
     render,
     tracks_from_rows,
-)
-from tunescout.playlists import (
-    ORDERS,
-    Catalogue,
-    Playlist,
-    Rules,
-    TrackNotFound,
-    parse_range,
-    parse_weights,
 )
 from tunescout.store import Store
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunescout.intake import TEMP_PREFIXES
+from tunescout.library.intake import TEMP_PREFIXES
 from tunescout.models import FileIdentity
 from tunescout.units import folder_of, is_within
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tunescout.errors import PlaylistError
-from tunescout.playlists import (
+from tunescout.playlists.engine import (
     ORDERS,
     Catalogue,
     Entry,
@@ -33,9 +33,9 @@ from tunescout.playlists import (
     query_playlist,
     similar_playlist,
 )
-from tunescout.tagquery import parse_where
+from tunescout.playlists.tagquery import parse_where
+from tunescout.playlists.vectors import GROUPS
 from tunescout.units import path_json
-from tunescout.vectors import GROUPS
 
 log = logging.getLogger(__name__)
 

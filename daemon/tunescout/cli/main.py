@@ -16,7 +16,7 @@ from typing import Any
 from tunescout import __version__
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, StoreError
-from tunescout.intake import is_candidate
+from tunescout.library.intake import is_candidate
 from tunescout.logs import setup_logging
 from tunescout.store import Store
 from tunescout.units import format_duration, format_size, path_json
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _expand_targets(paths: list[Path], config: Config) -> tuple[list[Path], list[str]]:
-    from tunescout.scan import walk_library
+    from tunescout.library.walk import walk_library
 
     files: list[Path] = []
     problems: list[str] = []
@@ -275,7 +275,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
-    from tunescout.doctor import check_all
+    from tunescout.cli.doctor import check_all
 
     checks = check_all(config, os.environ, analysis=not args.quick)
     if args.json:
@@ -292,7 +292,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
-    from tunescout.playlist_cli import cmd_playlist as build
+    from tunescout.cli.playlist import cmd_playlist as build
 
     return build(args, config)
 
@@ -321,7 +321,7 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     retry.add_argument("paths", nargs="*", type=Path)
     retry.add_argument("--all", action="store_true")
     if with_playlist:  # its options need numpy: loaded only when the command is `playlist`
-        from tunescout.playlist_cli import add_playlist_parser
+        from tunescout.cli.playlist import add_playlist_parser
 
         add_playlist_parser(sub)
     else:

@@ -1,6 +1,6 @@
 """The zygote: imports the analysis stack once, then forks one rlimited child per batch.
 
-Started by the supervisor with fork+exec (`python -m tunescout.zygote`), so the threaded daemon is
+Started by the supervisor with fork+exec (`python -m tunescout.workers.zygote`), so the threaded daemon is
 never forked. It is single-threaded: one select loop over its control socket and SIGCHLD.
 Control messages (protocol.encode) arrive on a SOCK_SEQPACKET socket; a `spawn` carries the write
 end of the batch's result pipe as an SCM_RIGHTS descriptor.
@@ -263,6 +263,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # run the imported module, not this __main__ copy, so that analysers see one `result_fd`
-    from tunescout import zygote as _zygote
+    from tunescout.workers import zygote as _zygote
 
     sys.exit(_zygote.main())

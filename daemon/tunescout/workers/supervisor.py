@@ -66,7 +66,7 @@ class ZygoteHandle:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = parent
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tunescout.zygote", "--control-fd", str(child.fileno()),
+            [sys.executable, "-m", "tunescout.workers.zygote", "--control-fd", str(child.fileno()),
              "--analyser", analyser],
             pass_fds=[child.fileno()], env=child_env(env), stdin=subprocess.DEVNULL,
         )

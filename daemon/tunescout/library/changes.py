@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from tunescout.config import Config
-from tunescout.intake import Settler, is_candidate
+from tunescout.library.intake import Settler, is_candidate
+from tunescout.library.walk import Walk, look_again, plan_reconcile, walk_library
+from tunescout.library.watcher import Change
 from tunescout.models import FileIdentity
-from tunescout.scan import Walk, look_again, plan_reconcile, walk_library
 from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
 from tunescout.units import folder_of, format_duration, is_within
-from tunescout.watcher import Change
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tunescout.errors import PlaylistError
-from tunescout.tagquery import normalise_text, normalise_title, parse_where, tag_texts
-from tunescout.vectors import (
+from tunescout.playlists.tagquery import normalise_text, normalise_title, parse_where, tag_texts
+from tunescout.playlists.vectors import (
     GROUPS,
     FeatureMatrix,
     build_matrix,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tunescout.config import Config
 from tunescout.errors import StoreError
-from tunescout.memory import read_memory
+from tunescout.library.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling
 from tunescout.store import SCHEMA_VERSION, Store
-from tunescout.supervisor import child_env
 from tunescout.units import format_size
-from tunescout.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling
+from tunescout.workers.memory import read_memory
+from tunescout.workers.supervisor import child_env
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
