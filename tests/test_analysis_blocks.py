@@ -20,10 +20,10 @@ from tunescout.analysis.features import (
     MEL_FLOOR_DB,
     N_FFT,
     FeatureAccumulator,
-    autocorrelation,
     compute_features,
 )
 from tunescout.analysis.loudness import LoudnessMeter
+from tunescout.analysis.tempo import autocorrelation
 
 RATE = 22050
 BENCH = Path(__file__).resolve().parent.parent / "bench"
