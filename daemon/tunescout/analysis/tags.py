@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import mutagen
 import mutagen.apev2
@@ -28,6 +28,7 @@ import mutagen.wave
 from mutagen._vorbis import VComment
 
 from tunescout.analysis import tagscan
+from tunescout.analysis.tagscan.riff import riff_info
 from tunescout.errors import AnalysisError
 
 MAX_TAGS = 100
@@ -80,13 +81,6 @@ _ASF_NAMES = {
     "wm/publisher": "label",
 }
 _ASF_SKIP = frozenset({"wm/track", "wm/encodingsettings", "wm/mediaprimaryclassid"})
-_RIFF_INFO = {
-    b"INAM": "title", b"IART": "artist", b"IPRD": "album", b"IGNR": "genre", b"ICRD": "date",
-    b"ICMT": "comment", b"ITRK": "tracknumber", b"IPRT": "tracknumber", b"IMUS": "composer",
-    b"ISFT": "encoder", b"ICOP": "copyright",
-}
-
-
 @dataclass
 class TagReport:
     """Normalised tags and a description of the cover, never the cover itself."""
@@ -134,7 +128,7 @@ def _read(path: Path) -> TagReport:
         entries = list(_limited(_ape_entries(path, report)))  # APEv2-only MP3s exist
     if suffix in (".wav", ".wave"):
         known = {name for name, _ in entries}  # ID3 wins over RIFF INFO for the same name
-        riff = _limited(_riff_info_entries(path), MAX_TAGS - len(entries))
+        riff = _limited(riff_info(path, 4 * MAX_VALUE_CHARS), MAX_TAGS - len(entries))
         entries.extend((name, raw) for name, raw in riff if name not in known)
     _collect(report, entries)
     return report
@@ -298,36 +292,6 @@ def _ape_items(tags: Any, report: TagReport) -> Iterator[tuple[str, Any]]:
                 report.cover = _cover(_sniff_mime(image), len(image), image[:4096])
             continue
         yield _name(key), list(value) if value.kind == mutagen.apev2.TEXT else None
-
-
-def _riff_info_entries(path: Path) -> Iterator[tuple[str, Any]]:
-    """Walk a WAV file's RIFF chunks for LIST/INFO text, reading only the bytes we keep."""
-    with open(path, "rb") as handle:
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return
-        for chunk_id, size, start in _riff_chunks(handle, 12, None):
-            if chunk_id == b"LIST" and handle.read(4) == b"INFO":
-                for info_id, info_size, info_start in _riff_chunks(handle, start + 4, start + size):
-                    if info_id in _RIFF_INFO:
-                        handle.seek(info_start)
-                        raw = handle.read(min(info_size, 4 * MAX_VALUE_CHARS))
-                        yield _RIFF_INFO[info_id], raw.split(b"\0", 1)[0]
-                    else:
-                        yield "", None
-                return
-
-
-def _riff_chunks(handle: BinaryIO, offset: int, end: int | None) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (id, size, data offset) of consecutive RIFF chunks, seeking past their data."""
-    while end is None or offset + 8 <= end:
-        handle.seek(offset)
-        header = handle.read(8)
-        if len(header) < 8:
-            return
-        chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
-        yield chunk_id, size, offset + 8
-        offset += 8 + size + (size & 1)
 
 
 # --- values -----------------------------------------------------------------------------------
