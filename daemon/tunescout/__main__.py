@@ -2,6 +2,6 @@
 
 import sys
 
-from tunescout.cli.main import main
+from tunescout.cli import main
 
 sys.exit(main())

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tunescout.config import Config
+from tunescout.lock import DatabaseLock
 from tunescout.store import PRIORITY_NEW, Job, Store
 from tunescout.units import format_size
 from tunescout.workers.memory import MemoryGate, MemoryReading, read_memory, worker_budget
@@ -107,7 +108,17 @@ class Loop:
 
 def run_scan(config: Config, targets: list[Path], env: Mapping[str, str],
              on_progress: Callable[[int, int, int], None]) -> tuple[int, int, list[Path]]:
-    """Analyse the given files once, without watching; return (analysed, failed, not recorded)."""
+    """Analyse the given files once, without watching; return (analysed, failed, not recorded).
+
+    Raises DatabaseBusy when a daemon (or another scan) writes to the database: it analyses
+    the library itself, and two writers would analyse the same files twice.
+    """
+    with DatabaseLock(config.store.path, "scan"):
+        return _scan(config, targets, env, on_progress)
+
+
+def _scan(config: Config, targets: list[Path], env: Mapping[str, str],
+          on_progress: Callable[[int, int, int], None]) -> tuple[int, int, list[Path]]:
     loop = Loop(config, env)
     try:
         loop.store.enqueue(targets, PRIORITY_NEW)

@@ -18,6 +18,7 @@ from tunescout.health import Health
 from tunescout.library.changes import Library
 from tunescout.library.walk import Walk, walk_library
 from tunescout.library.watcher import Watcher
+from tunescout.lock import DatabaseLock
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
 from tunescout.store import Store
@@ -421,5 +422,10 @@ def _version() -> str:
 
 def run_daemon(config: Config, config_path: Path | None, env: Mapping[str, str], *,
                log_target: str | None = None) -> int:
-    """Run the daemon until SIGTERM; return the exit status."""
-    return Service(config, config_path, env, log_target=log_target).run()
+    """Run the daemon until SIGTERM; return the exit status.
+
+    The database's writer lock is taken before the database is opened (or migrated) and held
+    until the end: a second daemon on the same database stops at once, naming this one.
+    """
+    with DatabaseLock(config.store.path, "run"):
+        return Service(config, config_path, env, log_target=log_target).run()

@@ -17,9 +17,10 @@ from tunescout import __version__
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, StoreError
 from tunescout.library.intake import is_candidate
+from tunescout.lock import DatabaseBusy
 from tunescout.logs import setup_logging
 from tunescout.store import Store
-from tunescout.units import format_duration, format_size, path_json
+from tunescout.units import format_duration, format_size, is_within, path_json
 
 
 class Exit(enum.IntEnum):
@@ -60,7 +61,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from tunescout.service import run_daemon  # the wiring is imported by nothing else
 
     setup_logging(config.log.level, args.log_target or config.log.target)
-    return run_daemon(config, args.config, os.environ, log_target=args.log_target)
+    try:
+        return run_daemon(config, args.config, os.environ, log_target=args.log_target)
+    except DatabaseBusy as exc:
+        pid = exc.holder.pid if exc.holder else "PID"
+        _err(f"{exc}; stop it first (systemctl stop tunescout, or kill {pid}), or give this one "
+             "another store.path")
+        return Exit.UNAVAILABLE
 
 
 def _expand_targets(paths: list[Path], config: Config) -> tuple[list[Path], list[str]]:
@@ -70,16 +77,18 @@ def _expand_targets(paths: list[Path], config: Config) -> tuple[list[Path], list
     problems: list[str] = []
     for raw in paths:
         path = Path(os.path.abspath(raw))
-        if path.is_dir():
+        if not path.exists():
+            problems.append(f"{path}: no such file or folder")
+        elif not any(is_within(os.fsencode(path), os.fsencode(root)) for root in config.library.paths):
+            problems.append(f"{path}: outside the library ({', '.join(map(str, config.library.paths))}); "
+                            "add its folder to library.paths to analyse it")
+        elif path.is_dir():
             walk = walk_library((path,), config.library.extensions)
             files.extend(sorted(Path(os.fsdecode(p)) for p in walk.files))
-        elif path.is_file():
-            if is_candidate(path, config.library.extensions):
-                files.append(path)
-            else:
-                problems.append(f"{path}: not an audio file (by its extension); skipped")
+        elif is_candidate(path, config.library.extensions):
+            files.append(path)
         else:
-            problems.append(f"{path}: no such file or folder")
+            problems.append(f"{path}: not an audio file (by its extension); skipped")
     return list(dict.fromkeys(files)), problems
 
 
@@ -119,6 +128,10 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     bar = _Bar()
     try:
         analysed, failed, missed = run_scan(config, targets, os.environ, bar)
+    except DatabaseBusy as exc:
+        _err(f"{exc}: the daemon analyses the library itself (tunescout status shows how far it "
+             "is; tunescout retry PATH analyses a file again)")
+        return Exit.UNAVAILABLE
     finally:
         bar.close()
     summary = f"{analysed} analysed, {failed} failed, {len(missed)} not recorded"
