@@ -67,6 +67,13 @@ case "$action" in
   run)
     install_system_packages
     install_venv ""
+    # On the built-in defaults (no config file) the daemon watches ~/Music (or $XDG_MUSIC_DIR) and
+    # refuses a library folder that does not exist: make the default one, empty, on a new machine.
+    if [ -z "${TUNESCOUT_CONFIG:-}" ] && [ ! -e "$HOME/.config/tunescout/tunescout.toml" ] \
+        && [ ! -e /etc/tunescout/tunescout.toml ] && [ ! -e "${XDG_MUSIC_DIR:-$HOME/Music}" ]; then
+      say "creating ${XDG_MUSIC_DIR:-$HOME/Music}, the default library folder"
+      mkdir -p "${XDG_MUSIC_DIR:-$HOME/Music}"
+    fi
     exec "$venv/bin/tunescout" "$@" run
     ;;
   test)

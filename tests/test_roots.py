@@ -37,7 +37,10 @@ def test_root_vanishing_keeps_the_database_and_resumes(tmp_path: Path, start_dae
 
 
 def test_missing_root_at_start_is_waited_for(tmp_path: Path, start_daemon) -> None:
+    """A folder that held analysed files (an unmounted disk) is waited for."""
     library = Library(tmp_path, library={"poll_interval": "0.5 s"})
+    (library.music / "w.flac").write_bytes(os.urandom(3000))
+    library.cli("scan", str(library.music))
     shutil.rmtree(library.music)
     daemon = start_daemon(library)
     daemon.wait_log("does not exist or is not a folder")
@@ -45,4 +48,21 @@ def test_missing_root_at_start_is_waited_for(tmp_path: Path, start_daemon) -> No
     daemon.wait_log(f"library folder {library.music} is back", timeout_s=30)
     (library.music / "x.flac").write_bytes(os.urandom(3000))
     wait_for(lambda: _status(library).get("analysed") == 1, 60, what="a file in the returned folder")
+    wait_for(lambda: _shown_state(library, library.music / "x.flac") == "analysed", 60,
+             what="x.flac analysed (not only w.flac's old row)")
     assert daemon.stop() == 0
+
+
+def _shown_state(library: Library, path: Path) -> str | None:
+    proc = library.cli("show", str(path), "--json", check=False)
+    return json.loads(proc.stdout).get("state") if proc.returncode == 0 else None
+
+
+def test_a_root_that_never_existed_is_an_error_at_start(tmp_path: Path) -> None:
+    """A typo in library.paths, or a default ~/Music that is not there, is said at once."""
+    library = Library(tmp_path)
+    shutil.rmtree(library.music)
+    proc = library.cli("run", "--log-target", "stderr", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert f"library.paths: {library.music} does not exist".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr

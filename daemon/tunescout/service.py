@@ -340,7 +340,21 @@ class Service:
             candidates.append(0.5)
         return max(0.0, min(candidates))
 
+    def _refuse_unknown_roots(self) -> None:
+        """A library folder that does not exist and never held an analysed file is a mistake in
+        the config (a typo, a default ~/Music that is not there): say so at start instead of
+        waiting for it forever. One that held files and went away (a USB disk) is waited for."""
+        problems = [
+            f"library.paths: {root} does not exist (and nothing in it was ever analysed): create "
+            f"it, or name your music folder in library.paths ({self.config.source})"
+            for root in self.config.library.paths
+            if not root.exists() and self.store.files_under(os.fsencode(root)) == 0
+        ]
+        if problems:
+            raise ConfigError(self.config.source, problems)
+
     def run(self) -> int:
+        self._refuse_unknown_roots()
         self._install_signals()
         self.loop.supervisor.start()
         self.watcher.start()

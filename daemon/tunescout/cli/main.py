@@ -54,6 +54,12 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def _config_problems(exc: ConfigError) -> None:
+    _err(f"configuration {exc.source} is invalid:")
+    for problem in exc.problems:
+        sys.stderr.write(f"  {problem}\n")
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -63,6 +69,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     setup_logging(config.log.level, args.log_target or config.log.target)
     try:
         return run_daemon(config, args.config, os.environ, log_target=args.log_target)
+    except ConfigError as exc:
+        _config_problems(exc)
+        return Exit.USAGE
     except DatabaseBusy as exc:
         pid = exc.holder.pid if exc.holder else "PID"
         _err(f"{exc}; stop it first (systemctl stop tunescout, or kill {pid}), or give this one "
@@ -358,9 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        _err(f"configuration {exc.source} is invalid:")
-        for problem in exc.problems:
-            sys.stderr.write(f"  {problem}\n")
+        _config_problems(exc)
         return Exit.USAGE
     try:
         return int(COMMANDS[args.command](args, config))
