@@ -66,3 +66,20 @@ def test_a_root_that_never_existed_is_an_error_at_start(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"library.paths: {library.music} does not exist".encode() in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+def test_files_of_formats_left_out_are_counted(tmp_path: Path, start_daemon) -> None:
+    library = Library(tmp_path)
+    (library.music / "album").mkdir()
+    for name in ("a.xm", "b.xm", "album/c.mp2", "album/d.flac", "cover.jpg"):
+        (library.music / name).write_bytes(os.urandom(3000))
+    (library.music / "tricky.mod").mkdir()  # a folder with an audio-like name is walked, not counted
+    (library.music / "tricky.mod" / "e.flac").write_bytes(os.urandom(3000))
+    daemon = start_daemon(library)
+    wait_for(lambda: _status(library).get("analysed") == 2, 60, what="the two FLAC files analysed")
+    wait_for(lambda: _status(library)["daemon"].get("unanalysed"), 30, what="the count in status")
+    assert _status(library)["daemon"]["unanalysed"] == {".xm": 2, ".mp2": 1}
+    text = library.cli("status").stdout
+    assert b"left out (formats not in library.extensions): .xm 2, .mp2 1" in text
+    daemon.wait_log("left out 3 files of formats not in library.extensions: .xm 2, .mp2 1")
+    assert daemon.stop() == 0

@@ -15,6 +15,16 @@ FEATURE_VERSIONS: dict[str, int] = {
     "timbre": 1,
 }
 
+UNANALYSED_AUDIO = frozenset(
+    {
+        ".xm", ".it", ".s3m", ".mod", ".mptm", ".ac3", ".eac3", ".dts", ".caf", ".mp2", ".mp1",
+        ".mpga", ".amr", ".au", ".snd", ".ra", ".rm", ".mid", ".midi", ".shn", ".ofr", ".dff",
+        ".w64", ".voc", ".gsm", ".tak", ".mlp", ".thd",
+    }
+)
+"""Audio formats the walk sees but does not analyse by default: counted per extension, so that
+`status` can say what was left out (a user may add them to `library.extensions`)."""
+
 AUDIO_EXTENSIONS = frozenset(
     {
         ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".mp4", ".aac", ".alac",

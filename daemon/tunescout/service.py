@@ -8,6 +8,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class Service:
         self._walk_started_at = self._rescan_asked_at = 0.0
         self._versions_checked = False
         self._skips_told: set[Path] = set()  # unreadable folders warned about once a run
+        self._unanalysed: Counter[str] = Counter()  # files of other audio formats, last walk
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
@@ -231,6 +233,12 @@ class Service:
         if inotify_roots and set(inotify_roots) == set(walk.complete_roots):
             self.watcher.check_coverage(walk.dirs, wait_s=2.0 if added else 0.0)
         self.library.reconcile(walk, wall)
+        if walk.unanalysed != self._unanalysed:
+            self._unanalysed = walk.unanalysed
+            if walk.unanalysed:
+                log.info("left out %d files of formats not in library.extensions: %s",
+                         walk.unanalysed.total(), _by_extension(walk.unanalysed),
+                         extra={"EVENT": "unanalysed_formats"})
         if not self._versions_checked:  # versions change only with an upgrade, so once a run
             self._versions_checked = True
             self.library.queue_stale_features()
@@ -297,6 +305,7 @@ class Service:
             "polled": [str(p) for p in self.watcher.polled()],
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
+            "unanalysed": dict(self._unanalysed.most_common()),
         })
         self._summary(now)
 
@@ -426,6 +435,10 @@ class Service:
             return True
         time.sleep(min(10.0, 0.5 * 2 ** min(self._errors, 5)))
         return False
+
+
+def _by_extension(counts: Counter[str]) -> str:
+    return ", ".join(f"{ext} {n}" for ext, n in counts.most_common())
 
 
 def _version() -> str:

@@ -202,6 +202,9 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         _out(f"  analysing {path}")
     _out(f"files {counts['files']}  analysed {counts['analysed']}  failed {counts['failed']}"
          f" (quarantined {counts['quarantined']})  queued {counts['queued']}")
+    if daemon.get("unanalysed"):
+        kinds = ", ".join(f"{ext} {n}" for ext, n in daemon["unanalysed"].items())
+        _out(f"left out (formats not in library.extensions): {kinds}")
     _out(f"database {config.store.path}")
     return Exit.OK
 

@@ -13,12 +13,13 @@ import logging
 import os
 import pickle
 import stat
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunescout.library.intake import TEMP_PREFIXES
-from tunescout.models import FileIdentity
+from tunescout.models import UNANALYSED_AUDIO, FileIdentity
 from tunescout.units import folder_of, is_within
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Walk:
     complete_roots: list[Path] = field(default_factory=list)  # roots walked without a gap
     skipped_dirs: list[tuple[Path, str]] = field(default_factory=list)
     links: list[Path] = field(default_factory=list)  # symlinked folders followed: to be watched
+    unanalysed: Counter[str] = field(default_factory=Counter)  # other audio formats, by extension
 
 
 _EMPTY = fingerprint([])
@@ -58,7 +60,7 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def _list_folder(folder: bytes, extensions: frozenset[str], listing: Listing,
-                 subdirs: list[bytes], links: list[bytes]) -> None:
+                 subdirs: list[bytes], links: list[bytes], unanalysed: Counter[str] | None = None) -> None:
     """Stat the audio files of one folder into `listing`; collect its sub-folders.
 
     The reconcile's hot loop, kept flat, as `find` does it: the folder is read through a file
@@ -74,13 +76,18 @@ def _list_folder(folder: bytes, extensions: frozenset[str], listing: Listing,
         for entry in entries:
             name = entry.name
             dot = name.rfind(".")
-            if dot > 0 and name[dot:].lower() in extensions and not name.startswith(TEMP_PREFIXES):
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue  # a dangling symlink or a file that just vanished
-                if is_reg(st.st_mode):
-                    listing.append((name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+            if dot > 0:
+                ext = name[dot:].lower()
+                if ext in extensions and not name.startswith(TEMP_PREFIXES):
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue  # a dangling symlink or a file that just vanished
+                    if is_reg(st.st_mode):
+                        listing.append((name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                        continue
+                elif ext in UNANALYSED_AUDIO and unanalysed is not None and entry.is_file():
+                    unanalysed[ext] += 1
                     continue
             try:
                 if entry.is_dir():
@@ -165,7 +172,7 @@ def _walk_tree(top: bytes, extensions: frozenset[str], known: Mapping[bytes, byt
         listing: Listing = []
         links: list[bytes] = []
         try:
-            _list_folder(folder, extensions, listing, stack, links)
+            _list_folder(folder, extensions, listing, stack, links, walk.unanalysed)
         except OSError as exc:
             walk.skipped_dirs.append((Path(os.fsdecode(folder)), exc.strerror or str(exc)))
             continue
