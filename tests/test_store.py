@@ -9,7 +9,7 @@ import pytest
 
 from tunescout.errors import StoreError
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup, FileIdentity, TrackAnalysis
-from tunescout.store.reader import StoreReader
+from tunescout.store.reader import Failure, FileDetail, StoreReader, TrackRow
 from tunescout.store.schema import SCHEMA_VERSION
 from tunescout.store.writer import PRIORITY_BACKFILL, PRIORITY_NEW, StoreWriter
 
@@ -222,3 +222,56 @@ def test_queued_among_answers_for_few_and_for_many_paths(store: StoreWriter) -> 
     many = [b"/n/%d.mp3" % i for i in range(2500)] + [b"/m/b.mp3"]
     assert store.queued_among(many) == {b"/m/b.mp3"}
     assert store.queued_among([]) == set()
+
+
+def test_file_detail_is_a_dataclass_with_the_show_json_shape(store: StoreWriter) -> None:
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis())
+    store.record_failure(Path("/m/gone.mp3"), None, "io", "cannot stat", quarantine=False)
+    detail = store.file_detail(Path("/m/a.mp3"))
+    assert detail is not None and detail.recorded and detail.failure is None
+    assert list(detail.as_json()) == [
+        "path", "state", "size_bytes", "mtime_ns", "digest", "duration_s", "tags", "cover",
+        "tags_error", "analysed_at", "decode_warning", "features", "queued", "failure"]
+    # known by its failure alone: no files row, so none of the row's keys
+    only = store.file_detail(Path("/m/gone.mp3"))
+    assert only == FileDetail(Path("/m/gone.mp3"), None, False,
+                              Failure("io", "cannot stat", only.failure.at, 1, False))  # type: ignore[union-attr]
+    assert list(only.as_json()) == ["path", "state", "queued", "failure"]
+    assert only.as_json()["failure"] == {"kind": "io", "reason": "cannot stat",
+                                         "at": only.failure.at, "attempts": 1, "quarantined": False}  # type: ignore[union-attr]
+    store.enqueue([Path("/m/new.mp3")], PRIORITY_NEW)
+    assert store.file_detail(Path("/m/new.mp3")) == FileDetail(Path("/m/new.mp3"), "queued", True, None)
+
+
+def test_playlist_tracks_are_rows_with_their_groups(store: StoreWriter) -> None:
+    store.record_analysis(Path("/m/b.mp3"), IDENT, analysis("d2"))
+    store.record_analysis(Path("/m/a.mp3"), IDENT, analysis("d1"))
+    store.record_failure(Path("/m/c.mp3"), IDENT, "decode", "bad", quarantine=False)
+    reader = StoreReader.open(store.path)
+    tracks = reader.playlist_tracks()
+    reader.close()
+    assert [t.path for t in tracks] == [Path("/m/a.mp3"), Path("/m/b.mp3")]  # analysed only, by path
+    assert tracks[0] == TrackRow(Path("/m/a.mp3"), "d1", 12.5, {"title": "T", "artist": ["A", "B"]},
+                                 {group: {"x": 1.5} for group in FEATURE_VERSIONS})
+
+
+def test_daemon_state_round_trips(store: StoreWriter) -> None:
+    assert store.daemon_state() is None
+    store.set_daemon_state({"state": "stopped", "pid": 7, "updated_at": 1.0, "status": "stopped"})
+    reader = StoreReader.open(store.path)
+    assert reader.daemon_state() == {"state": "stopped", "pid": 7, "updated_at": 1.0, "status": "stopped"}
+    reader.close()
+
+
+def test_a_reader_does_not_migrate_an_old_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    from tunescout.store.schema import _MIGRATIONS
+
+    conn.executescript(_MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.close()
+    with pytest.raises(StoreError, match="start the daemon to migrate it"):
+        StoreReader.open(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1  # untouched
+    conn.close()
