@@ -33,7 +33,7 @@ from tunescout.config import parse_config
 from tunescout.library.changes import Library
 from tunescout.library.walk import walk_library
 from tunescout.models import FEATURE_VERSIONS
-from tunescout.store import Store
+from tunescout.store.writer import StoreWriter
 
 
 def build(root: Path, files: int, db: Path) -> None:
@@ -49,7 +49,7 @@ def build(root: Path, files: int, db: Path) -> None:
         st = path.stat()
         rows.append((os.fsencode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                      f"{i:032x}"))
-    Store.open(db).close()  # the real schema
+    StoreWriter.open(db).close()  # the real schema
     # bench set-up only: rows as the daemon would have left them after analysing everything,
     # with every recording's four feature groups (the orphan pruning reads them)
     conn = sqlite3.connect(db)
@@ -80,7 +80,7 @@ def time_reconcile(music: Path, db: Path, outcome: _Outcome) -> float:
     """What the daemon does: load the folder fingerprints, walk, compare, store what agreed."""
     config = parse_config({"library": {"paths": [str(music)]}, "store": {"path": str(db)}},
                           env={}, source="bench")
-    store = Store.open(db)  # the daemon keeps it open
+    store = StoreWriter.open(db)  # the daemon keeps it open
     library = Library(config, store)
     start = time.perf_counter()
     known = store.folder_fingerprints()
@@ -175,7 +175,7 @@ def main() -> None:
         print(f"  tunescout reconcile: {o:7.3f} s")
         print(f"  ratio:               {o / f:7.2f}x  (target <= 1.5x)")
         quiet = traced_peak(music, db, outcome)
-        store = Store.open(db)
+        store = StoreWriter.open(db)
         store.unsettle_all()  # as after an upgrade: every folder compared file by file
         store.close()
         full = traced_peak(music, db, outcome)

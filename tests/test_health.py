@@ -28,7 +28,7 @@ import pytest
 
 from conftest import DaemonProcess, cheap_sections, toml_text
 from tunescout.health import watchdog_interval_s
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
 
 TESTS = Path(__file__).resolve().parent
 START_TIMEOUT_S = 60.0  # a shared, noisy 2-core machine
@@ -155,9 +155,9 @@ class Daemon(DaemonProcess):
     def analysed(self) -> int:
         if not self.db.exists():
             return 0
-        store = Store.open_readonly(self.db)
+        store = StoreReader.open(self.db)
         try:
-            return store.counts()["analysed"]
+            return store.counts().analysed
         finally:
             store.close()
 

@@ -26,7 +26,8 @@ from tunescout.playlists.io import (
     render_json,
     render_m3u8,
 )
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
+from tunescout.store.writer import StoreWriter
 
 
 def fill_store(db: Path, music: Path, tracks: list[Track]) -> list[Track]:
@@ -38,7 +39,7 @@ def fill_store(db: Path, music: Path, tracks: list[Track]) -> list[Track]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(track.digest.encode())
         with_files.append(Track(path, track.digest, track.duration_s, track.tags, track.features))
-    store = Store.open(db)
+    store = StoreWriter.open(db)
     try:
         for track in with_files:
             result = TrackAnalysis(
@@ -211,7 +212,7 @@ def test_rebuild_playlists_on_a_real_store(tmp_path: Path) -> None:
         PlaylistSpec("Gone", out / "gone.m3u8", Rules(length=5), seeds=(music / "missing.flac",)),
     ]
     history = tmp_path / "state" / "playlist-history.json"
-    store = Store.open_readonly(db)
+    store = StoreReader.open(db)
     try:
         written = rebuild_playlists(store, specs, 1000.0, history)
         assert written == [out / "slow.m3u8", out / "techno.json", out / "journey.m3u8"]
@@ -233,10 +234,10 @@ def test_rebuild_playlists_on_a_real_store(tmp_path: Path) -> None:
         store.close()
     # the library changes: the nearest track leaves; the playlist is rewritten without it
     nearest = slow[0].path
-    writer = Store.open(db)
+    writer = StoreWriter.open(db)
     writer.remove_files([nearest])
     writer.close()
-    store = Store.open_readonly(db)
+    store = StoreReader.open(db)
     try:
         assert rebuild_playlists(store, specs[:1], 1002.0, history) == [out / "slow.m3u8"]
     finally:
@@ -250,7 +251,7 @@ def test_exclude_recent_in_daemon_playlists(tmp_path: Path) -> None:
     history = tmp_path / "history.json"
     fresh = PlaylistSpec("Fresh", tmp_path / "fresh.m3u8", Rules(length=6), seeds=(tracks[0].path,),
                          exclude_recent=1)
-    store = Store.open_readonly(db)
+    store = StoreReader.open(db)
     try:
         rebuild_playlists(store, [fresh], 1.0, history)
         first = {i.path for i in read_m3u8(fresh.output)}
@@ -267,7 +268,7 @@ def test_keeper_debounces_with_a_passed_clock(tmp_path: Path) -> None:
     spec = PlaylistSpec("K", tmp_path / "k.m3u8", Rules(length=4), seeds=(tracks[0].path,))
     keeper = PlaylistKeeper([spec], debounce_s=60.0, history=None, now=0.0)
     assert not keeper.due(59.0) and keeper.due(60.0)  # the first build, after start-up settles
-    store = Store.open_readonly(db)
+    store = StoreReader.open(db)
     try:
         assert keeper.rebuild(store, 60.0) == [spec.output]
         assert not keeper.due(10_000.0)  # nothing changed since

@@ -22,7 +22,7 @@ from tunescout.config import Config, parse_config
 from tunescout.library.changes import Library
 from tunescout.library.walk import Walk, fingerprint, walk_library
 from tunescout.models import FileIdentity, TrackAnalysis
-from tunescout.store import Store
+from tunescout.store.writer import StoreWriter
 
 
 def _write(path: Path, data: bytes = b"audio") -> Path:
@@ -33,7 +33,7 @@ def _write(path: Path, data: bytes = b"audio") -> Path:
     return path
 
 
-def _analysed(store: Store, path: Path) -> None:
+def _analysed(store: StoreWriter, path: Path) -> None:
     """Record a file as the daemon does after analysing it."""
     identity = FileIdentity.from_stat(os.stat(path))
     store.record_analysis(path, identity, TrackAnalysis(digest=f"d{identity.ino}", duration_s=1.0,
@@ -47,7 +47,7 @@ class Setup:
         self.config: Config = parse_config(
             {"library": {"paths": [str(self.music)]}, "store": {"path": str(root / "t.db")}},
             env={})
-        self.store = Store.open(root / "t.db")
+        self.store = StoreWriter.open(root / "t.db")
         self.library = Library(self.config, self.store)
 
     def reconcile(self, caplog: pytest.LogCaptureFixture) -> tuple[Walk, dict[str, Any]]:
@@ -224,12 +224,12 @@ def test_an_unreadable_folder_keeps_its_rows_and_the_counts_add_up(tmp_path: Pat
             "from tunescout.library.changes import Library\n"
             "from tunescout.models import FileIdentity, TrackAnalysis\n"
             "from tunescout.library.walk import walk_library\n"
-            "from tunescout.store import Store\n"
+            "from tunescout.store.writer import StoreWriter\n"
             "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
             "base = Path(sys.argv[1]); music = base / 'music'\n"
             "config = parse_config({'library': {'paths': [str(music)]},\n"
             "                       'store': {'path': str(base / 't.db')}}, env={})\n"
-            "store = Store.open(base / 't.db')\n"
+            "store = StoreWriter.open(base / 't.db')\n"
             "for p in sorted(music.rglob('*.flac')):\n"
             "    i = FileIdentity.from_stat(p.stat())\n"
             "    store.record_analysis(p, i, TrackAnalysis(digest=str(i.ino), duration_s=1.0, tags={}))\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import cheap_sections, daemon_env
 from tunescout.config import parse_config
 from tunescout.loop import run_scan
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
 from tunescout.workers.supervisor import child_env, decode_wait_status
 
 
@@ -31,16 +32,16 @@ def _files(tmp_path: Path, *names: str) -> list[Path]:
     return paths
 
 
-def _scan(tmp_path: Path, paths: list[Path], **workers: Any) -> tuple[int, int, list[Path], Store]:
+def _scan(tmp_path: Path, paths: list[Path], **workers: Any) -> tuple[int, int, list[Path], StoreReader]:
     config = _config(tmp_path, **workers)
     analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
-    return analysed, failed, missed, Store.open_readonly(config.store.path)
+    return analysed, failed, missed, StoreReader.open(config.store.path)
 
 
-def _failure(store: Store, path: Path) -> dict[str, Any]:
+def _failure(store: StoreReader, path: Path) -> dict[str, Any]:
     detail = store.file_detail(path)
-    assert detail is not None and detail["failure"] is not None, detail
-    return detail["failure"]  # type: ignore[no-any-return]
+    assert detail is not None and detail.failure is not None, detail
+    return asdict(detail.failure)
 
 
 def test_siblings_of_a_segfaulting_file_are_analysed(tmp_path: Path) -> None:
@@ -52,7 +53,7 @@ def test_siblings_of_a_segfaulting_file_are_analysed(tmp_path: Path) -> None:
     assert "SIGSEGV" in failure["reason"]
     assert failure["quarantined"] is True
     for path in (paths[0], paths[2], paths[3]):
-        assert store.file_detail(path)["state"] == "analysed"  # type: ignore[index]
+        assert store.file_detail(path).state == "analysed"  # type: ignore[union-attr]
 
 
 def test_hanging_file_times_out_and_is_quarantined(tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_children_dying_before_any_file_blame_no_file(tmp_path: Path) -> None:
     config = _config(tmp_path, analyser="analysers:broken_setup")
     analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
     assert (analysed, failed, missed) == (0, 0, paths)  # stopped, nothing quarantined
-    store = Store.open_readonly(config.store.path)
+    store = StoreReader.open(config.store.path)
     assert store.failures() == [] and store.queue_length() == 3
 
 
@@ -135,4 +136,4 @@ def test_many_files_each_recorded_once(tmp_path: Path, workers: int) -> None:
     paths = _files(tmp_path, *(f"t{i:02d}.flac" for i in range(23)))
     analysed, failed, missed, store = _scan(tmp_path, paths, max_workers=workers)
     assert (analysed, failed, missed) == (23, 0, [])
-    assert store.counts() == {"files": 23, "analysed": 23, "failed": 0, "quarantined": 0, "queued": 0}
+    assert asdict(store.counts()) == {"files": 23, "analysed": 23, "failed": 0, "quarantined": 0, "queued": 0}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tunescout.config import Config
 from tunescout.lock import DatabaseLock
-from tunescout.store import PRIORITY_NEW, Job, Store
+from tunescout.models import Job
+from tunescout.store.writer import PRIORITY_NEW, StoreWriter
 from tunescout.units import format_size
 from tunescout.workers.memory import MemoryGate, MemoryReading, read_memory, worker_budget
 from tunescout.workers.supervisor import Supervisor
@@ -28,7 +29,7 @@ class Loop:
     def __init__(self, config: Config, env: Mapping[str, str]) -> None:
         self.config = config
         self.env = env
-        self.store = Store.open(config.store.path)
+        self.store = StoreWriter.open(config.store.path)
         self.supervisor = Supervisor(config, self.store, env)
         self.gate = MemoryGate(config.memory.min_available_bytes, config.memory.pause_above_percent,
                                config.memory.resume_below_percent)

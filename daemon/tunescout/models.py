@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 # Version of each feature group. Raising one makes the daemon re-queue, at start, one file of
@@ -72,3 +73,13 @@ class TrackAnalysis:
     features: tuple[FeatureGroup, ...] = field(default_factory=tuple)
     features_reused: bool = False  # same digest as a recording analysed before: features kept
     features_kept: tuple[str, ...] = ()  # groups stored at current versions, not recomputed
+
+
+@dataclass(frozen=True)
+class Job:
+    """One queued file, as the store's queue hands it to the supervisor."""
+
+    path: Path
+    priority: int
+    solo: bool
+    attempts: int

@@ -22,7 +22,7 @@ from tunescout.library.watcher import Watcher
 from tunescout.lock import DatabaseLock
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
 from tunescout.units import format_duration
 from tunescout.workers.memory import MemoryGate
 
@@ -100,7 +100,7 @@ class Service:
             self._rebuilding.start()
 
     def _rebuild(self, keeper: Any, db: Path) -> None:
-        store = Store.open_readonly(db)
+        store = StoreReader.open(db)
         try:
             for path in keeper.rebuild(store, time.time()):
                 log.info("playlist written to %s", path,
@@ -263,20 +263,20 @@ class Service:
             parts.append(f"analysis stopped: {self.loop.supervisor.fatal}")
         elif not self.loop.supervisor.ready:
             parts.append("starting the analysis stack")
-        total = counts["analysed"] + counts["failed"] + counts["queued"]
-        parts.append(f"analysed {counts['analysed']:,}/{total:,}")
-        parts.append(f"queue {counts['queued']:,}")
+        total = counts.analysed + counts.failed + counts.queued
+        parts.append(f"analysed {counts.analysed:,}/{total:,}")
+        parts.append(f"queue {counts.queued:,}")
         elapsed_min = max(1e-9, (time.monotonic() - progress.started_at) / 60)
         if progress.analysed:
             rate = progress.analysed / elapsed_min
             parts.append(f"{rate:.1f} tracks/min")
-            if counts["queued"]:
-                parts.append(f"ETA {format_duration(counts['queued'] / rate * 60)}")
+            if counts.queued:
+                parts.append(f"ETA {format_duration(counts.queued / rate * 60)}")
         if self.loop.gate.paused_reason:
             parts.append(f"paused: {self.loop.gate.paused_reason}")
-        if counts["failed"]:
-            quarantined = f" ({counts['quarantined']} quarantined)" if counts["quarantined"] else ""
-            parts.append(f"{counts['failed']} failed{quarantined}")
+        if counts.failed:
+            quarantined = f" ({counts.quarantined} quarantined)" if counts.quarantined else ""
+            parts.append(f"{counts.failed} failed{quarantined}")
         if len(self.library.settler):
             parts.append(f"{len(self.library.settler)} settling")
         if self._walking:
@@ -301,7 +301,7 @@ class Service:
             "paused_reason": self.loop.gate.paused_reason, "workers": self.loop.workers,
             "running_children": len(sup.batches),
             "in_flight": sorted(str(p) for p in sup.in_flight()),
-            "watch": self.watcher.modes and {str(k): v for k, v in self.watcher.modes.items()},
+            "watch": {str(k): v for k, v in self.watcher.modes.items()},
             "polled": [str(p) for p in self.watcher.polled()],
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,

@@ -15,7 +15,8 @@ from pathlib import Path
 from tunescout.config import Config
 from tunescout.errors import StoreError
 from tunescout.library.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling
-from tunescout.store import SCHEMA_VERSION, Store
+from tunescout.store.reader import StoreReader
+from tunescout.store.schema import SCHEMA_VERSION
 from tunescout.units import format_size
 from tunescout.workers.memory import read_memory
 from tunescout.workers.supervisor import child_env
@@ -55,7 +56,7 @@ def _check_database(path: Path) -> Check:
         return Check("database", "fail", f"{path} does not exist and {folder} is not writable",
                      f"create {path.parent} writable by the daemon's user, or set [store] path")
     try:
-        store = Store.open_readonly(path)
+        store = StoreReader.open(path)
     except StoreError as exc:
         return Check("database", "fail", str(exc), "see the message; the daemon migrates old schemas")
     try:
@@ -68,7 +69,7 @@ def _check_database(path: Path) -> Check:
                      "stop the daemon, move the database aside and start it again: the library is "
                      "analysed anew")
     return Check("database", "ok", f"{path}: schema {SCHEMA_VERSION}, integrity ok, "
-                 f"{counts['files']} files, {counts['queued']} queued")
+                 f"{counts.files} files, {counts.queued} queued")
 
 
 def _count_dirs(root: Path, limit: int) -> int:

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from tunescout.errors import ConfigError, StoreError
 from tunescout.library.intake import is_candidate
 from tunescout.lock import DatabaseBusy
 from tunescout.logs import setup_logging
-from tunescout.store import Store
+from tunescout.store.reader import DaemonState, FileDetail, StoreReader
+from tunescout.store.writer import StoreWriter
 from tunescout.units import format_duration, format_size, is_within, path_json
 
 
@@ -154,7 +156,7 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK if not missed else Exit.FAILED
 
 
-def _daemon_view(state: dict[str, Any] | None) -> dict[str, Any]:
+def _daemon_view(state: DaemonState | None) -> dict[str, Any]:
     if not state:
         return {"state": "stopped", "pid": None, "detail": "the daemon has never run on this database"}
     pid = state.get("pid")
@@ -178,11 +180,11 @@ def _daemon_view(state: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    store = Store.open_readonly(config.store.path)
+    store = StoreReader.open(config.store.path)
     counts = store.counts()
     daemon = _daemon_view(store.daemon_state())
     if args.json:
-        _dump({**counts, "daemon": daemon, "database": str(config.store.path)})
+        _dump({**asdict(counts), "daemon": daemon, "database": str(config.store.path)})
         return Exit.OK
     state = daemon["state"]
     line = f"tunescout: {state}"
@@ -200,8 +202,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         _out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))
     for path in daemon.get("in_flight", []) if state != "stopped" else []:
         _out(f"  analysing {path}")
-    _out(f"files {counts['files']}  analysed {counts['analysed']}  failed {counts['failed']}"
-         f" (quarantined {counts['quarantined']})  queued {counts['queued']}")
+    _out(f"files {counts.files}  analysed {counts.analysed}  failed {counts.failed}"
+         f" (quarantined {counts.quarantined})  queued {counts.queued}")
     if daemon.get("unanalysed"):
         kinds = ", ".join(f"{ext} {n}" for ext, n in daemon["unanalysed"].items())
         _out(f"left out (formats not in library.extensions): {kinds}")
@@ -209,7 +211,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     return Exit.OK
 
 
-def _find(store: Store, raw: Path) -> tuple[Path, dict[str, Any] | None]:
+def _find(store: StoreReader, raw: Path) -> tuple[Path, FileDetail | None]:
     for candidate in dict.fromkeys([Path(os.path.abspath(raw)), Path(os.path.realpath(raw)), raw]):
         detail = store.file_detail(candidate)
         if detail is not None:
@@ -218,40 +220,40 @@ def _find(store: Store, raw: Path) -> tuple[Path, dict[str, Any] | None]:
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    store = Store.open_readonly(config.store.path)
+    store = StoreReader.open(config.store.path)
     path, detail = _find(store, args.path)
     if detail is None:
         _err(f"{path} is not in the database (not in a library folder, not yet analysed, "
              "or not audio)")
         return Exit.NOT_FOUND
     if args.json:
-        _dump({**detail, **path_json(path)})
+        _dump({**detail.as_json(), **path_json(path)})
         return Exit.OK
     _out(str(path))
-    _out(f"  state       {detail['state']}" + (f" ({_when(detail.get('analysed_at'))})"
-                                               if detail.get("analysed_at") else ""))
-    if detail.get("duration_s") is not None:
-        minutes, seconds = divmod(round(detail["duration_s"]), 60)
+    _out(f"  state       {detail.state}" + (f" ({_when(detail.analysed_at)})"
+                                             if detail.analysed_at else ""))
+    if detail.duration_s is not None:
+        minutes, seconds = divmod(round(detail.duration_s), 60)
         _out(f"  duration    {minutes}:{seconds:02d}")
-    if detail.get("digest"):
-        _out(f"  digest      {detail['digest']}")
-    if detail.get("tags"):
+    if detail.digest:
+        _out(f"  digest      {detail.digest}")
+    if detail.tags:
         _out("  tags")
-        for key, value in detail["tags"].items():
+        for key, value in detail.tags.items():
             _out(f"    {key:<22} {'; '.join(value) if isinstance(value, list) else value}")
-    if detail.get("tags_error"):
-        _out(f"  tags error  {detail['tags_error']}")
-    if detail.get("decode_warning"):
-        _out(f"  decoding    {detail['decode_warning']}")
-    for group, values in (detail.get("features") or {}).items():
+    if detail.tags_error:
+        _out(f"  tags error  {detail.tags_error}")
+    if detail.decode_warning:
+        _out(f"  decoding    {detail.decode_warning}")
+    for group, values in detail.features.items():
         _out(f"  {group} (v{values.get('version')})")
         for key, value in values.items():
             if key != "version":
                 _out(f"    {key:<22} {_fmt(value)}")
-    failure = detail.get("failure")
+    failure = detail.failure
     if failure:
-        label = "quarantined" if failure["quarantined"] else "failed"
-        _out(f"  {label} {_when(failure['at'])}: {failure['kind']}: {failure['reason']}")
+        label = "quarantined" if failure.quarantined else "failed"
+        _out(f"  {label} {_when(failure.at)}: {failure.kind}: {failure.reason}")
     return Exit.OK
 
 
@@ -264,7 +266,7 @@ def _fmt(value: Any) -> str:
 
 
 def cmd_failures(args: argparse.Namespace, config: Config) -> int:
-    store = Store.open_readonly(config.store.path)
+    store = StoreReader.open(config.store.path)
     rows = store.failures()
     if args.json:
         _dump([{**path_json(r.path), "kind": r.kind, "reason": r.reason, "at": r.at,
@@ -282,7 +284,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     if not args.all and not args.paths:
         _err("name files to retry, or --all")
         return Exit.USAGE
-    store = Store.open(config.store.path)
+    store = StoreWriter.open(config.store.path)  # the CLI's one write
     try:
         paths = None if args.all else [Path(os.path.abspath(p)) for p in args.paths]
         count = store.retry(paths)

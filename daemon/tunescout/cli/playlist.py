@@ -37,7 +37,7 @@ from tunescout.playlists.io import (
     render,
     tracks_from_rows,
 )
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
 
 
 class Exit(enum.IntEnum):
@@ -150,7 +150,7 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
         _err(str(exc))
         return Exit.USAGE
     history = args.history or default_history(os.environ)
-    store = Store.open_readonly(config.store.path)
+    store = StoreReader.open(config.store.path)
     try:
         rows = store.playlist_tracks()
     finally:

@@ -12,7 +12,7 @@ from tunescout.library.intake import Settler, is_candidate
 from tunescout.library.walk import Walk, look_again, plan_reconcile, walk_library
 from tunescout.library.watcher import Change
 from tunescout.models import FileIdentity
-from tunescout.store import PRIORITY_BACKFILL, PRIORITY_NEW, Store
+from tunescout.store.writer import PRIORITY_BACKFILL, PRIORITY_NEW, StoreWriter
 from tunescout.units import folder_of, format_duration, is_within
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Library:
     changed; analyses are counted by the supervisor.
     """
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: StoreWriter) -> None:
         self.config = config
         self.store = store
         self.settler = Settler(config.intake.settle_s)
@@ -153,7 +153,7 @@ class Library:
     def reconcile(self, walk: Walk, wall: float) -> None:
         """Compare a walk with the database: queue new and changed files, follow moves, forget.
 
-        `walk` was made with the stored folder fingerprints (`Store.folder_fingerprints`).
+        `walk` was made with the stored folder fingerprints (`StoreWriter.folder_fingerprints`).
         """
         known, gone, vouched = self._rows_to_compare(walk)
         asked = [p for p in walk.files if p not in known or known[p][1] == "pending"]

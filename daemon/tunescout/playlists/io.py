@@ -35,6 +35,7 @@ from tunescout.playlists.engine import (
 )
 from tunescout.playlists.tagquery import parse_where
 from tunescout.playlists.vectors import GROUPS
+from tunescout.store.reader import TrackRow
 from tunescout.units import path_json
 
 log = logging.getLogger(__name__)
@@ -271,15 +272,14 @@ class PlaylistSpec:
 
 
 class PlaylistSource(Protocol):
-    """What rebuilding reads: the Store's one playlist read."""
+    """What rebuilding reads: the store's one playlist read (a `StoreReader` is one)."""
 
-    def playlist_tracks(self) -> list[dict[str, Any]]: ...
+    def playlist_tracks(self) -> list[TrackRow]: ...
 
 
-def tracks_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Track]:
-    """Return Tracks from `Store.playlist_tracks()` rows."""
-    return [Track(Path(r["path"]), str(r["digest"]), r.get("duration_s"), r.get("tags") or {},
-                  r.get("features") or {}) for r in rows]
+def tracks_from_rows(rows: Iterable[TrackRow]) -> list[Track]:
+    """Return Tracks from `StoreReader.playlist_tracks()` rows."""
+    return [Track(r.path, r.digest, r.duration_s, r.tags, r.features) for r in rows]
 
 
 def build_from_spec(cat: Catalogue, spec: PlaylistSpec, exclude: frozenset[str] = frozenset()) -> Playlist:

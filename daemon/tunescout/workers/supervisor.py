@@ -18,8 +18,8 @@ from typing import Any
 from tunescout import protocol
 from tunescout.config import Config
 from tunescout.errors import ProtocolError
-from tunescout.models import FileIdentity
-from tunescout.store import Job, Store
+from tunescout.models import FileIdentity, Job
+from tunescout.store.writer import StoreWriter
 from tunescout.units import format_size
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ Event = Callable[[str, Path, dict[str, Any]], None]
 class Supervisor:
     """Turn queued jobs into batches for children, and their results into database rows."""
 
-    def __init__(self, config: Config, store: Store, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: Config, store: StoreWriter, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.store = store
         self.env = dict(os.environ if env is None else env)

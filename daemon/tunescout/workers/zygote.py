@@ -28,7 +28,7 @@ from typing import Any
 from tunescout import protocol
 from tunescout.errors import AnalysisError, ProtocolError, StoreError
 from tunescout.models import TrackAnalysis
-from tunescout.store import Store
+from tunescout.store.reader import StoreReader
 
 _PR_SET_PDEATHSIG = 1
 _result_fd: int | None = None
@@ -83,7 +83,7 @@ def _feature_lookup(analyse: Analyser,
     if store_path is None or "stored_groups" not in inspect.signature(analyse).parameters:
         return None
     try:
-        store = Store.open_readonly(store_path)
+        store = StoreReader.open(store_path)
     except StoreError:
         return None  # no database yet: nothing to reuse
     return store.current_groups

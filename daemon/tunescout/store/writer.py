@@ -1,19 +1,30 @@
-"""All SQL: the schema, its migrations, the daemon's writes and the CLI's reads."""
+"""The write side: the daemon's one writer. The queue, the results, renames and removals,
+retries, the reconcile's folder fingerprints, orphaned recordings and the daemon's state.
+
+`StoreWriter` is a `StoreReader` (subclassing, not composition): the daemon reads on the
+connection it writes on (the supervisor's queue, the reconcile's identities see its own
+commits at once, with no second connection and WAL snapshot to keep in step), and a writer
+goes wherever a reader is asked for. Only the wiring, the library, the supervisor and the
+CLI's `retry` open one; tests/test_layers.py holds that.
+
+The reads here (the queue, identities, fingerprints, stale recordings) are the ones that plan
+the daemon's writes; a read-only opener has no use for them.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tunescout.errors import StoreError
-from tunescout.models import FEATURE_VERSIONS, FileIdentity, TrackAnalysis
+from tunescout.models import FEATURE_VERSIONS, FileIdentity, Job, TrackAnalysis
+from tunescout.store.reader import DaemonState, StoreReader
+from tunescout.store.schema import blob as _b
+from tunescout.store.schema import connect_writer, transaction
+from tunescout.store.schema import path_of as _p
 from tunescout.units import folder_of, subtree_range
 
 # Queue priorities: new arrivals from the watcher go ahead of the reconcile backfill.
@@ -21,199 +32,19 @@ PRIORITY_BACKFILL = 0
 PRIORITY_NEW = 10
 PRIORITY_RETRY = 5
 
-_MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE files (
-        id INTEGER PRIMARY KEY,
-        path BLOB NOT NULL UNIQUE,
-        dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'analysed', 'failed', 'quarantined')),
-        digest TEXT,
-        duration_s REAL,
-        tags TEXT,
-        cover TEXT,
-        tags_error TEXT,
-        decode_warning TEXT,
-        first_seen REAL NOT NULL,
-        analysed_at REAL
-    );
-    CREATE INDEX files_digest ON files (digest);
-    CREATE INDEX files_inode ON files (dev, ino);
-    CREATE TABLE features (
-        digest TEXT NOT NULL,
-        grp TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        vals TEXT NOT NULL,
-        computed_at REAL NOT NULL,
-        PRIMARY KEY (digest, grp)
-    );
-    CREATE TABLE failures (
-        path BLOB PRIMARY KEY,
-        kind TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at REAL NOT NULL,
-        size INTEGER, mtime_ns INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 1,
-        quarantined INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE queue (
-        path BLOB PRIMARY KEY,
-        priority INTEGER NOT NULL,
-        enqueued_at REAL NOT NULL,
-        solo INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX queue_order ON queue (priority DESC, enqueued_at);
-    CREATE TABLE daemon_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: recordings no file refers to any more, kept for a grace period (delete, then re-add)
-    """
-    CREATE TABLE orphans (digest TEXT PRIMARY KEY, since REAL NOT NULL);
-    """,
-    # 3: per folder, the fingerprint of the last reconcile walk that agreed with its files rows
-    # (NULL once a row of that folder changed) and how many rows it had then: see scan.py
-    # Orphans are noted from now on where a file lets go of its digest (`_let_go`), not found by
-    # a scan of every feature at each reconcile: the ones a version 2 database has are noted here.
-    """
-    CREATE TABLE folders (path BLOB PRIMARY KEY, files INTEGER NOT NULL, fingerprint BLOB);
-    INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, -1 FROM features
-        WHERE digest NOT IN (SELECT digest FROM files WHERE digest IS NOT NULL);
-    """,
-]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
-
-@dataclass(frozen=True)
-class Job:
-    """One queued file."""
-
-    path: Path
-    priority: int
-    solo: bool
-    attempts: int
-
-
-@dataclass(frozen=True)
-class FailureRow:
-    path: Path
-    kind: str
-    reason: str
-    at: float
-    quarantined: bool
-    attempts: int
-
-
-def _b(path: Path) -> bytes:
-    return os.fsencode(path)
-
-
-def _p(blob: bytes) -> Path:
-    return Path(os.fsdecode(blob))
-
-
-def _explain(exc: sqlite3.Error, path: Path) -> str:
-    text = str(exc)
-    if "readonly" in text or "unable to open" in text:
-        return (
-            f"cannot open the database {path} ({text}); check that its folder exists and is "
-            "writable by this user, or set store.path"
-        )
-    if "locked" in text or "busy" in text:
-        return f"the database {path} is locked by another process ({text}); is a second daemon running?"
-    if "malformed" in text or "not a database" in text:
-        return (
-            f"the database {path} is damaged ({text}); move it aside and restart: the daemon "
-            "rebuilds it from the library"
-        )
-    return f"database {path}: {text}"
-
-
-class Store:
-    """The SQLite database: the daemon writes through one Store, the CLI reads through another."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
-        self._conn = conn
-        self.path = path
-        self.readonly = readonly
-
-    # --- opening ------------------------------------------------------------------------------
+class StoreWriter(StoreReader):
+    """The SQLite database as the daemon writes it, through one StoreWriter."""
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path) -> StoreWriter:
         """Open (creating and migrating) the database for the daemon, the only writer."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # a power cut loses no committed result
-            conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, path, readonly=False)
-            store._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(_explain(exc, path)) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
-        return store
-
-    @classmethod
-    def open_readonly(cls, path: Path) -> Store:
-        """Open the database for reading only, as the CLI does while the daemon runs."""
-        if not path.exists():
-            raise StoreError(
-                f"no database at {path}: start the daemon (tunescout run) or scan once "
-                "(tunescout scan), or point store.path at the right file"
-            )
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StoreError(_explain(exc, path)) from exc
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database {path} has schema {version}, newer than this tunescout "
-                f"({SCHEMA_VERSION}): upgrade tunescout"
-            )
-        if version < SCHEMA_VERSION:
-            raise StoreError(f"the database {path} has an old schema ({version}): "
-                             "start the daemon to migrate it")
-        return cls(conn, path, readonly=True)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database {self.path} has schema {version}, newer than this tunescout "
-                f"({SCHEMA_VERSION}): upgrade tunescout or move the database aside"
-            )
-        for number in range(version, SCHEMA_VERSION):
-            with self._transaction():
-                for statement in _MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {number + 1}")
+        return cls(connect_writer(path), path)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(_explain(exc, self.path)) from exc
-
-    def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def integrity_check(self) -> str:
-        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+        with transaction(self._conn, self.path) as conn:
+            yield conn
 
     # --- the queue ----------------------------------------------------------------------------
 
@@ -246,9 +77,6 @@ class Store:
     def has_queued(self) -> bool:
         """Return True when any job waits (cheap: the main loop asks on every turn)."""
         return self._conn.execute("SELECT 1 FROM queue LIMIT 1").fetchone() is not None
-
-    def queue_length(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM queue").fetchone()[0])
 
     def mark_solo(self, path: Path) -> None:
         """Retry a file alone after the child that had it died."""
@@ -465,66 +293,15 @@ class Store:
 
     # --- daemon state -------------------------------------------------------------------------
 
-    def set_daemon_state(self, state: dict[str, Any]) -> None:
+    def set_daemon_state(self, state: DaemonState) -> None:
+        """Store what `tunescout status` shows of the daemon (it also says when it last did)."""
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO daemon_state (key, value) VALUES ('daemon', ?)",
                 (json.dumps(state),),
             )
 
-    def daemon_state(self) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT value FROM daemon_state WHERE key = 'daemon'").fetchone()
-        return json.loads(row[0]) if row else None
-
-    # --- reads for the CLI --------------------------------------------------------------------
-
-    def counts(self) -> dict[str, int]:
-        """Return the counts `tunescout status` shows."""
-        by_state = dict(self._conn.execute("SELECT state, count(*) FROM files GROUP BY state").fetchall())
-        return {
-            "files": sum(by_state.values()),
-            "analysed": by_state.get("analysed", 0),
-            "failed": by_state.get("failed", 0) + by_state.get("quarantined", 0),
-            "quarantined": by_state.get("quarantined", 0),
-            "queued": self.queue_length(),
-        }
-
-    def file_detail(self, path: Path) -> dict[str, Any] | None:
-        """Return everything known about one file, or None when it is not in the database."""
-        row = self._conn.execute(
-            "SELECT path, size, mtime_ns, state, digest, duration_s, tags, cover, tags_error, "
-            "analysed_at, decode_warning FROM files WHERE path = ?",
-            (_b(path),),
-        ).fetchone()
-        failure = self._conn.execute(
-            "SELECT kind, reason, at, attempts, quarantined FROM failures WHERE path = ?", (_b(path),)
-        ).fetchone()
-        queued = self._conn.execute("SELECT 1 FROM queue WHERE path = ?", (_b(path),)).fetchone()
-        if row is None and failure is None and queued is None:
-            return None
-        detail: dict[str, Any] = {"path": path, "state": "queued" if queued else None}
-        if row is not None:
-            detail.update(
-                size_bytes=row[1], mtime_ns=row[2], state=row[3], digest=row[4], duration_s=row[5],
-                tags=json.loads(row[6]) if row[6] else {}, cover=json.loads(row[7]) if row[7] else None,
-                tags_error=row[8], analysed_at=row[9], decode_warning=row[10],
-            )
-            if queued and row[3] != "analysed":
-                detail["state"] = "queued"
-            detail["features"] = self._features(row[4]) if row[4] else {}
-        detail["queued"] = bool(queued)
-        detail["failure"] = (
-            {"kind": failure[0], "reason": failure[1], "at": failure[2], "attempts": failure[3],
-             "quarantined": bool(failure[4])}
-            if failure else None
-        )
-        return detail
-
-    def _features(self, digest: str) -> dict[str, Any]:
-        rows = self._conn.execute(
-            "SELECT grp, version, vals FROM features WHERE digest = ?", (digest,)
-        ).fetchall()
-        return {grp: {"version": version, **json.loads(vals)} for grp, version, vals in rows}
+    # --- recordings: orphans and stale feature groups -----------------------------------------
 
     def prune_orphans(self, grace_s: float, now: float | None = None) -> int:
         """Forget the features of recordings no file has referred to for `grace_s`; return how many.
@@ -545,12 +322,6 @@ class Store:
             conn.execute("DELETE FROM orphans WHERE since <= ?", (now - grace_s,))
         return int(pruned)
 
-    def current_groups(self, digest: str) -> frozenset[str]:
-        """Return the feature groups of this recording stored at their current versions."""
-        rows = self._conn.execute("SELECT grp, version FROM features WHERE digest = ?", (digest,))
-        return frozenset(group for group, version in rows
-                         if version >= FEATURE_VERSIONS.get(group, version + 1))
-
     def stale_recordings(self) -> tuple[list[Path], dict[str, int]]:
         """Return one file of every analysed recording with a feature group missing or stored at
         an older version (none already queued), and how many recordings each group concerns."""
@@ -566,33 +337,6 @@ class Store:
             for group in FEATURE_VERSIONS.keys() - self.current_groups(digest):
                 per_group[group] += 1
         return [_p(r[0]) for r in rows], {g: n for g, n in per_group.items() if n}
-
-    def failures(self) -> list[FailureRow]:
-        rows = self._conn.execute(
-            "SELECT path, kind, reason, at, quarantined, attempts FROM failures ORDER BY at DESC"
-        ).fetchall()
-        return [FailureRow(_p(r[0]), r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
-
-    # --- reads for playlists (playlists engineer) ---
-
-    def playlist_tracks(self) -> list[dict[str, Any]]:
-        """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
-        rows = self._conn.execute(
-            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals FROM files f "
-            "LEFT JOIN features g ON g.digest = f.digest "
-            "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
-        )
-        tracks: list[dict[str, Any]] = []
-        for path, digest, duration_s, tags, grp, vals in rows:
-            if not tracks or tracks[-1]["_blob"] != path:
-                tracks.append({"_blob": path, "path": _p(path), "digest": digest, "duration_s": duration_s,
-                               "tags": json.loads(tags) if tags else {}, "features": {}})
-            if grp is not None:
-                tracks[-1]["features"][grp] = json.loads(vals)
-        for track in tracks:
-            del track["_blob"]
-        return tracks
-
 
 
 def _rename_rows(conn: sqlite3.Connection, table: str, old: bytes, new: bytes, tree: bool) -> int:

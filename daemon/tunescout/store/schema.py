@@ -1,0 +1,179 @@
+"""The database's schema, its migrations, and opening a connection: the writer's (creating and
+migrating the file) or a reader's (read-only, refusing a schema it does not know).
+
+Paths are stored as BLOBs of their exact bytes, so names that are not UTF-8 survive: `blob` and
+`path_of` are the one spelling of that, for the reader and the writer alike.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tunescout.errors import StoreError
+
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        path BLOB NOT NULL UNIQUE,
+        dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'analysed', 'failed', 'quarantined')),
+        digest TEXT,
+        duration_s REAL,
+        tags TEXT,
+        cover TEXT,
+        tags_error TEXT,
+        decode_warning TEXT,
+        first_seen REAL NOT NULL,
+        analysed_at REAL
+    );
+    CREATE INDEX files_digest ON files (digest);
+    CREATE INDEX files_inode ON files (dev, ino);
+    CREATE TABLE features (
+        digest TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        vals TEXT NOT NULL,
+        computed_at REAL NOT NULL,
+        PRIMARY KEY (digest, grp)
+    );
+    CREATE TABLE failures (
+        path BLOB PRIMARY KEY,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        size INTEGER, mtime_ns INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        quarantined INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE queue (
+        path BLOB PRIMARY KEY,
+        priority INTEGER NOT NULL,
+        enqueued_at REAL NOT NULL,
+        solo INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX queue_order ON queue (priority DESC, enqueued_at);
+    CREATE TABLE daemon_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: recordings no file refers to any more, kept for a grace period (delete, then re-add)
+    """
+    CREATE TABLE orphans (digest TEXT PRIMARY KEY, since REAL NOT NULL);
+    """,
+    # 3: per folder, the fingerprint of the last reconcile walk that agreed with its files rows
+    # (NULL once a row of that folder changed) and how many rows it had then: see library/walk.py
+    # Orphans are noted from now on where a file lets go of its digest (`_let_go` in the writer),
+    # not found by a scan of every feature at each reconcile: the ones a version 2 database has
+    # are noted here.
+    """
+    CREATE TABLE folders (path BLOB PRIMARY KEY, files INTEGER NOT NULL, fingerprint BLOB);
+    INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, -1 FROM features
+        WHERE digest NOT IN (SELECT digest FROM files WHERE digest IS NOT NULL);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def blob(path: Path) -> bytes:
+    """Return a path as the bytes the database keys it by."""
+    return os.fsencode(path)
+
+
+def path_of(raw: bytes) -> Path:
+    """Return the path a database key names (undecodable bytes become surrogates, losslessly)."""
+    return Path(os.fsdecode(raw))
+
+
+def _explain(exc: sqlite3.Error, path: Path) -> str:
+    """Return what went wrong with the database in words that say how to fix it."""
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text:
+        return (
+            f"cannot open the database {path} ({text}); check that its folder exists and is "
+            "writable by this user, or set store.path"
+        )
+    if "locked" in text or "busy" in text:
+        return f"the database {path} is locked by another process ({text}); is a second daemon running?"
+    if "malformed" in text or "not a database" in text:
+        return (
+            f"the database {path} is damaged ({text}); move it aside and restart: the daemon "
+            "rebuilds it from the library"
+        )
+    return f"database {path}: {text}"
+
+
+def connect_writer(path: Path) -> sqlite3.Connection:
+    """Open (creating and migrating) the database for the daemon, the only writer."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a power cut loses no committed result
+        conn.execute("PRAGMA foreign_keys=ON")
+        _migrate(conn, path)
+    except sqlite3.Error as exc:
+        raise StoreError(_explain(exc, path)) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+    return conn
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """Open the database read-only, as the CLI does while the daemon runs; refuse a schema this
+    tunescout cannot read (a reader never migrates: that is the daemon's write)."""
+    if not path.exists():
+        raise StoreError(
+            f"no database at {path}: start the daemon (tunescout run) or scan once "
+            "(tunescout scan), or point store.path at the right file"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise StoreError(_explain(exc, path)) from exc
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(
+            f"the database {path} has schema {version}, newer than this tunescout "
+            f"({SCHEMA_VERSION}): upgrade tunescout"
+        )
+    if version < SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(f"the database {path} has an old schema ({version}): "
+                         "start the daemon to migrate it")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """Run a block as one write transaction; an SQLite error comes out as an explained StoreError."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(_explain(exc, path)) from exc
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database {path} has schema {version}, newer than this tunescout "
+            f"({SCHEMA_VERSION}): upgrade tunescout or move the database aside"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        with transaction(conn, path):
+            for statement in _MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
