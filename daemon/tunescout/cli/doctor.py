@@ -18,7 +18,7 @@ from tunescout.library.watcher import MOUNTINFO, blind_submounts, filesystem_typ
 from tunescout.store import SCHEMA_VERSION, Store
 from tunescout.units import format_size
 from tunescout.workers.memory import read_memory
-from tunescout.workers.supervisor import child_env
+from tunescout.workers.zygote_client import child_env
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
