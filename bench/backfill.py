@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from audio import write_track  # noqa: E402
-from tunescout.workers.supervisor import ZygoteHandle  # noqa: E402
+from tunescout import protocol  # noqa: E402
+from tunescout.workers.zygote_client import ZygoteHandle  # noqa: E402
 
 
 def write_config(path: Path, music: Path, db: Path, workers: int) -> Path:
@@ -58,7 +59,7 @@ def child_start_ms(samples: int) -> list[float]:
             messages, gone = zygote.receive()
             if gone:
                 raise SystemExit("the zygote died")
-            if any(m.get("op") == "ready" for m in messages):
+            if any(isinstance(m, protocol.Ready) for m in messages):
                 break
             time.sleep(0.05)
         times = []

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tunescout.errors import AnalysisError
-from tunescout.models import FEATURE_VERSIONS, FeatureGroup, TrackAnalysis
+from tunescout.models import FEATURE_VERSIONS, FailureKind, FeatureGroup, TrackAnalysis
 from tunescout.workers import zygote
 
 
@@ -54,7 +54,7 @@ def by_name(path: Path) -> TrackAnalysis:
     if "slow" in name:
         time.sleep(2)
     if "fail" in name:
-        raise AnalysisError("decode", "invalid data found when processing input")
+        raise AnalysisError(FailureKind.DECODE, "invalid data found when processing input")
     return fake_analysis(path)
 
 

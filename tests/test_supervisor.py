@@ -13,7 +13,8 @@ from conftest import cheap_sections, daemon_env
 from tunescout.config import parse_config
 from tunescout.loop import run_scan
 from tunescout.store.reader import StoreReader
-from tunescout.workers.supervisor import child_env, decode_wait_status
+from tunescout.workers.verdict import decode_wait_status
+from tunescout.workers.zygote_client import child_env
 
 
 def _config(tmp_path: Path, **workers: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tunescout.models import FailureKind
+
 
 class TunescoutError(Exception):
     """Base of every error tunescout raises on purpose."""
@@ -29,22 +31,10 @@ class PlaylistError(TunescoutError):
 
 
 class AnalysisError(TunescoutError):
-    """One file could not be analysed; `kind` is one of FAILURE_KINDS."""
+    """One file could not be analysed, and which kind of failure it is."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: FailureKind, reason: str) -> None:
         self.kind = kind
         self.reason = reason
         super().__init__(f"{kind}: {reason}")
 
-
-# The kinds of failure a user sees in `tunescout failures` and in journald's ERROR_KIND.
-FAILURE_KINDS = (
-    "decode",  # the audio cannot be decoded (corrupt, truncated, not audio)
-    "tags",  # the tags cannot be read (the audio may still be analysed)
-    "io",  # the file cannot be opened or read (permissions, vanished)
-    "memory",  # MemoryError or the child's memory budget was exceeded
-    "signal",  # the child was killed by a signal while on this file
-    "timeout",  # the child overran its wall-clock deadline on this file
-    "protocol",  # the child wrote something that is not a result
-    "internal",  # a bug in tunescout: the reason carries the exception
-)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,6 +34,22 @@ AUDIO_EXTENSIONS = frozenset(
         ".dsf", ".tta", ".spx", ".mka", ".webm",
     }
 )
+
+
+class FailureKind(StrEnum):
+    """Why a file failed, as a user sees it in `tunescout failures` and journald's ERROR_KIND.
+
+    A StrEnum: the database, the pipe and the journal carry the plain value ("memory").
+    """
+
+    DECODE = "decode"  # the audio cannot be decoded (corrupt, truncated, not audio)
+    TAGS = "tags"  # the tags cannot be read (the audio may still be analysed)
+    IO = "io"  # the file cannot be opened or read (permissions, vanished)
+    MEMORY = "memory"  # MemoryError or the child's memory budget was exceeded
+    SIGNAL = "signal"  # the child was killed by a signal while on this file
+    TIMEOUT = "timeout"  # the child overran its wall-clock deadline on this file
+    PROTOCOL = "protocol"  # the child wrote something that is not a result
+    INTERNAL = "internal"  # a bug in tunescout: the reason carries the exception
 
 
 class FileIdentity(NamedTuple):

@@ -2,17 +2,21 @@
 
 Every message is one JSON object. Paths travel as `os.fsdecode` strings: JSON escapes the lone
 surrogates that stand for bytes that are not UTF-8, so names survive the trip without loss.
+Each message is a frozen dataclass here, so that mypy follows them from the sender to the
+receiver; `encode_message` and the three `*_from_wire` functions are the only places that
+know the JSON keys ("op" for the zygote's socket, "t" for a child's result lines).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tunescout.errors import ProtocolError
-from tunescout.models import FeatureGroup, TrackAnalysis
+from tunescout.models import FailureKind, FeatureGroup, TrackAnalysis
 
 VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024  # a result line longer than this is garbage, not a result
@@ -72,3 +76,226 @@ def path_from_wire(value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise ProtocolError(f"expected a path, got {value!r}")
     return Path(value)
+
+
+# --- the daemon to the zygote ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Fork a child for a batch; the write end of its result pipe travels beside (SCM_RIGHTS)."""
+
+    batch: str
+    paths: tuple[Path, ...]
+    budget_bytes: int
+    cpu_s: int
+    store: Path | None = None  # the database the child may read stored feature groups from
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Send a signal to a batch's child (its process group)."""
+
+    batch: str
+    signal: int
+
+
+@dataclass(frozen=True)
+class Exit:
+    """Kill every child and leave."""
+
+
+Control = Spawn | Kill | Exit
+
+
+# --- the zygote to the daemon ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The analysis stack is imported and warm: batches may be spawned."""
+
+    pid: int
+    warmup_ms: int
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    """The analysis stack cannot start (on the wire: op "error"); the zygote exits."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Spawned:
+    batch: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A child was reaped: its wait status and peak RSS, as wait4 gave them."""
+
+    batch: str
+    pid: int
+    status: int
+    maxrss_kb: int
+
+
+Report = Ready | StartFailed | Spawned | Exited
+
+
+# --- a child's result lines --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileStarted:
+    """The child began the file at `index` of its batch: the one to blame if it dies now."""
+
+    index: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class FileAnalysed:
+    index: int
+    path: Path
+    analysis: TrackAnalysis
+    duration_ms: int | None = None
+    peak_rss_kb: int | None = None
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    index: int
+    path: Path
+    kind: FailureKind
+    reason: str
+    duration_ms: int | None = None
+    peak_rss_kb: int | None = None
+
+
+Result = FileStarted | FileAnalysed | FileFailed
+Message = Control | Report | Result
+
+_T = TypeVar("_T")
+
+
+def encode_message(message: Message) -> bytes:
+    """Return the wire line of any message."""
+    return encode(_to_wire(message))
+
+
+def _to_wire(message: Message) -> dict[str, Any]:
+    match message:
+        case Spawn():
+            return {"op": "spawn", "batch": message.batch, "budget": message.budget_bytes,
+                    "cpu_s": message.cpu_s,
+                    "store": str(message.store) if message.store else None,
+                    "paths": [path_to_wire(p) for p in message.paths]}
+        case Kill():
+            return {"op": "kill", "batch": message.batch, "signal": message.signal}
+        case Exit():
+            return {"op": "exit"}
+        case Ready():
+            return {"op": "ready", "pid": message.pid, "warmup_ms": message.warmup_ms}
+        case StartFailed():
+            return {"op": "error", "message": message.message}
+        case Spawned():
+            return {"op": "spawned", "batch": message.batch, "pid": message.pid}
+        case Exited():
+            return {"op": "exited", "batch": message.batch, "pid": message.pid,
+                    "status": message.status, "maxrss_kb": message.maxrss_kb}
+        case FileStarted():
+            return {"t": "start", "i": message.index, "path": path_to_wire(message.path)}
+        case FileAnalysed():
+            return {"t": "ok", "analysis": analysis_to_dict(message.analysis), "i": message.index,
+                    "path": path_to_wire(message.path), "duration_ms": message.duration_ms,
+                    "peak_rss_kb": message.peak_rss_kb}
+        case FileFailed():
+            return {"t": "fail", "kind": str(message.kind), "reason": message.reason,
+                    "i": message.index, "path": path_to_wire(message.path),
+                    "duration_ms": message.duration_ms, "peak_rss_kb": message.peak_rss_kb}
+
+
+def control_from_wire(data: bytes) -> Control:
+    """Parse what the daemon sent the zygote; raise ProtocolError for anything else."""
+    message = decode(data)
+    op = message.get("op")
+    if op == "spawn":
+        paths = _field(message, "paths", list)
+        store = _optional(message, "store", str)
+        return Spawn(_field(message, "batch", str), tuple(path_from_wire(p) for p in paths),
+                     _field(message, "budget", int), _field(message, "cpu_s", int),
+                     Path(store) if store else None)
+    if op == "kill":
+        return Kill(_field(message, "batch", str), _field(message, "signal", int))
+    if op == "exit":
+        return Exit()
+    raise ProtocolError(f"unknown control message {op!r}")
+
+
+def report_from_wire(data: bytes) -> Report:
+    """Parse what the zygote sent the daemon; raise ProtocolError for anything else."""
+    message = decode(data)
+    op = message.get("op")
+    if op == "ready":
+        return Ready(_field(message, "pid", int), _optional(message, "warmup_ms", int) or 0)
+    if op == "error":
+        return StartFailed(str(message.get("message")))
+    if op == "spawned":
+        return Spawned(_field(message, "batch", str), _field(message, "pid", int))
+    if op == "exited":
+        return Exited(_field(message, "batch", str), _field(message, "pid", int),
+                      _field(message, "status", int), _optional(message, "maxrss_kb", int) or 0)
+    raise ProtocolError(f"unknown zygote message {op!r}")
+
+
+def result_from_wire(line: bytes) -> Result:
+    """Parse one result line of a child; raise ProtocolError when it is not one.
+
+    A well-formed "ok" line whose analysis is malformed is that file's failure (kind protocol),
+    not garbage: the child is sound, one result of it is not.
+    """
+    message = decode(line)
+    kind = message.get("t")
+    index = _field(message, "i", int)
+    path = path_from_wire(message.get("path"))
+    if kind == "start":
+        return FileStarted(index, path)
+    duration_ms = _optional(message, "duration_ms", int)
+    peak_rss_kb = _optional(message, "peak_rss_kb", int)
+    if kind == "ok":
+        try:
+            analysis = analysis_from_dict(_field(message, "analysis", dict))
+        except ProtocolError as exc:
+            return FileFailed(index, path, FailureKind.PROTOCOL, str(exc))
+        return FileAnalysed(index, path, analysis, duration_ms, peak_rss_kb)
+    if kind == "fail":
+        reason = _optional(message, "reason", str) or "no reason given"
+        return FileFailed(index, path, _failure_kind(message.get("kind", "internal")), reason,
+                          duration_ms, peak_rss_kb)
+    raise ProtocolError(f"unknown result type {kind!r}")
+
+
+def _failure_kind(value: Any) -> FailureKind:
+    try:
+        return FailureKind(value)
+    except ValueError as exc:
+        raise ProtocolError(f"unknown failure kind {value!r}") from exc
+
+
+def _field(message: Mapping[str, Any], key: str, kind: type[_T]) -> _T:
+    value = message.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"{key!r} must be {kind.__name__}, got {_short(value)}")
+    return value
+
+
+def _optional(message: Mapping[str, Any], key: str, kind: type[_T]) -> _T | None:
+    return None if message.get(key) is None else _field(message, key, kind)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text[:80] + ("…" if len(text) > 80 else "")

@@ -17,7 +17,7 @@ from tunescout.analysis.features import FeatureAccumulator, compute_features
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.tags import TagReport, read_tags
 from tunescout.errors import AnalysisError
-from tunescout.models import FEATURE_VERSIONS, FeatureGroup, TrackAnalysis
+from tunescout.models import FEATURE_VERSIONS, FailureKind, FeatureGroup, TrackAnalysis
 
 __all__ = ["ANALYSIS_RATE_HZ", "analyse_file", "warm_up"]
 
@@ -54,7 +54,7 @@ def analyse_file(path: Path, *,
             kept = frozenset()
             digest, duration_s, groups, problems = _decode_and_measure(path, ALL_GROUPS)
     except MemoryError as exc:
-        raise AnalysisError("memory", f"out of memory while {stage}") from exc
+        raise AnalysisError(FailureKind.MEMORY, f"out of memory while {stage}") from exc
     return TrackAnalysis(
         digest=digest,
         duration_s=duration_s,
@@ -92,7 +92,7 @@ def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
         report = read_tags(path)
         return report, (f"tags: {report.note}" if report.note else None)
     except AnalysisError as exc:
-        if exc.kind != "tags":
+        if exc.kind is not FailureKind.TAGS:
             raise
         return TagReport(), str(exc)
 

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tunescout.errors import AnalysisError
+from tunescout.models import FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class AudioReader:
             else:
                 yield from self._blocks()
         except av.error.FFmpegError as exc:  # e.g. the resampler rejecting a frame
-            raise AnalysisError("decode", _reason(exc)) from exc
+            raise AnalysisError(FailureKind.DECODE, _reason(exc)) from exc
         self._finished = True
         self._check_complete()
 
@@ -214,7 +215,7 @@ class AudioReader:
                 bad_packets += 1
                 if bad_packets > MAX_BAD_PACKETS and bad_packets > self._good_packets:
                     raise AnalysisError(
-                        "decode", f"mostly corrupt: {bad_packets} bad packets ({_reason(exc)})"
+                        FailureKind.DECODE, f"mostly corrupt: {bad_packets} bad packets ({_reason(exc)})"
                     ) from exc
                 continue
             self._good_packets += 1
@@ -231,13 +232,13 @@ class AudioReader:
                 yield packet
         except av.error.FFmpegError as exc:
             if self._good_packets == 0:
-                raise AnalysisError("decode", _reason(exc)) from exc
+                raise AnalysisError(FailureKind.DECODE, _reason(exc)) from exc
             self.problems.append(f"demuxing stopped early: {_reason(exc)}")
 
     def _check_complete(self) -> None:
         """Fail on a file with no audio at all; note a decode that ended well short."""
         if self.samples == 0:
-            raise AnalysisError("decode", "no audio decoded (empty or truncated stream)")
+            raise AnalysisError(FailureKind.DECODE, "no audio decoded (empty or truncated stream)")
         expected = self.info.expected_s
         if expected and self.duration_s < 0.9 * expected:
             self.problems.append(
@@ -255,7 +256,7 @@ def packet_digest(path: Path) -> tuple[str, float | None]:
         for _ in reader._demuxed():
             pass
         if reader.problems:
-            raise AnalysisError("decode", "; ".join(reader.problems))
+            raise AnalysisError(FailureKind.DECODE, "; ".join(reader.problems))
         return reader._hash.hexdigest(), reader.info.expected_s
 
 
@@ -379,16 +380,16 @@ def _open_file(path: Path) -> IO[bytes]:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by AudioReader.close
     except OSError as exc:
-        raise AnalysisError("io", f"cannot open: {exc.strerror or exc}") from exc
+        raise AnalysisError(FailureKind.IO, f"cannot open: {exc.strerror or exc}") from exc
     try:
         size = handle.seek(0, 2)
         handle.seek(0)
     except OSError as exc:
         handle.close()
-        raise AnalysisError("io", f"cannot read: {exc.strerror or exc}") from exc
+        raise AnalysisError(FailureKind.IO, f"cannot read: {exc.strerror or exc}") from exc
     if size == 0:
         handle.close()
-        raise AnalysisError("decode", "empty file (0 bytes)")
+        raise AnalysisError(FailureKind.DECODE, "empty file (0 bytes)")
     return handle
 
 
@@ -399,22 +400,21 @@ def _open_container(handle: IO[bytes], path: Path) -> av.container.InputContaine
         # UTF-8 (PyAV's default is strict: a Latin-1 RIFF INFO tag would stop the decode).
         return av.open(handle, mode="r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise AnalysisError("decode", _reason(exc)) from exc
+        raise AnalysisError(FailureKind.DECODE, _reason(exc)) from exc
     except OSError as exc:
-        raise AnalysisError("io", f"cannot read: {exc.strerror or exc}") from exc
+        raise AnalysisError(FailureKind.IO, f"cannot read: {exc.strerror or exc}") from exc
 
 
 def _choose_stream(container: av.container.InputContainer) -> av.AudioStream:
     """Pick FFmpeg's best audio stream, as ffmpeg would; the choice is part of the identity."""
     if not container.streams.audio:
-        raise AnalysisError("decode", "no audio stream")
+        raise AnalysisError(FailureKind.DECODE, "no audio stream")
     stream = container.streams.best("audio")
     if not isinstance(stream, av.AudioStream):
         # FFmpeg finds no usable stream when the probe could not read any parameters.
         first = container.streams.audio[0]
-        raise AnalysisError(
-            "decode", f"no decodable audio stream ({first.codec_context.name}, no sample rate found)"
-        )
+        raise AnalysisError(FailureKind.DECODE, f"no decodable audio stream "
+                            f"({first.codec_context.name}, no sample rate found)")
     return stream
 
 

@@ -30,6 +30,7 @@ from mutagen._vorbis import VComment
 from tunescout.analysis import tagscan
 from tunescout.analysis.tagscan.riff import riff_info
 from tunescout.errors import AnalysisError
+from tunescout.models import FailureKind
 
 MAX_TAGS = 100
 MAX_VALUE_CHARS = 1000
@@ -91,7 +92,7 @@ class TagReport:
 
 
 def read_tags(path: Path) -> TagReport:
-    """Return the normalised tags of `path`; unreadable tags raise AnalysisError("tags", …).
+    """Return the normalised tags of `path`; unreadable tags raise AnalysisError(TAGS, …).
 
     A MemoryError here is a tags failure too: it usually comes from one absurd length field, and
     the audio is analysed all the same (a process truly out of memory fails again at decoding).
@@ -102,16 +103,16 @@ def read_tags(path: Path) -> TagReport:
     try:
         return _read(path)
     except tagscan.TagScanError as exc:
-        raise AnalysisError("tags", str(exc)) from exc
+        raise AnalysisError(FailureKind.TAGS, str(exc)) from exc
     except MemoryError as exc:
         # A corrupt length field can ask for gigabytes; the audio may still be fine.
-        raise AnalysisError("tags", "out of memory reading tags") from exc
+        raise AnalysisError(FailureKind.TAGS, "out of memory reading tags") from exc
     except OSError as exc:
-        raise AnalysisError("io", f"cannot read tags: {exc.strerror or exc}") from exc
+        raise AnalysisError(FailureKind.IO, f"cannot read tags: {exc.strerror or exc}") from exc
     except mutagen.MutagenError as exc:
-        raise AnalysisError("tags", _reason(exc)) from exc
+        raise AnalysisError(FailureKind.TAGS, _reason(exc)) from exc
     except Exception as exc:  # mutagen can fail on malformed data with any exception
-        raise AnalysisError("tags", f"{type(exc).__name__}: {_reason(exc)}") from exc
+        raise AnalysisError(FailureKind.TAGS, f"{type(exc).__name__}: {_reason(exc)}") from exc
 
 
 def _read(path: Path) -> TagReport:

@@ -19,7 +19,7 @@ from tunescout.store.reader import StoreReader
 from tunescout.store.schema import SCHEMA_VERSION
 from tunescout.units import format_size
 from tunescout.workers.memory import read_memory
-from tunescout.workers.supervisor import child_env
+from tunescout.workers.zygote_client import child_env
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 

@@ -6,9 +6,6 @@ import logging
 import math
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,113 +15,17 @@ from typing import Any
 from tunescout import protocol
 from tunescout.config import Config
 from tunescout.errors import ProtocolError
-from tunescout.models import FileIdentity, Job
+from tunescout.models import FailureKind, FileIdentity, Job
 from tunescout.store.writer import StoreWriter
 from tunescout.units import format_size
+from tunescout.workers.verdict import Action, BatchEnd, decode_returncode, judge_batch
+from tunescout.workers.zygote_client import ZygoteHandle
 
 log = logging.getLogger(__name__)
 
-CHILD_ENV = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
-    "MALLOC_ARENA_MAX": "2",
-}
-# systemd hands these to the main process only: a child must never notify or ping for us
-_PRIVATE_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 START_ALLOWANCE_S = 30.0  # from spawn to the first file's start message
 GRACE_S = 5.0  # from SIGTERM to SIGKILL
 EARLY_DEATHS_FATAL = 3  # children in a row dying before their first file stop the analysis
-
-
-def decode_wait_status(status: int) -> str:
-    """Return what a wait status means in words: "killed by SIGSEGV", "exited with status 3"."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        return f"killed by {name}" + (" (core dumped)" if os.WCOREDUMP(status) else "")
-    if os.WIFEXITED(status):
-        return f"exited with status {os.WEXITSTATUS(status)}"
-    return f"stopped with wait status {status}"
-
-
-def child_env(base: Mapping[str, str]) -> dict[str, str]:
-    """Return the environment of the zygote and its children: single-threaded maths, no sd_notify."""
-    env = {k: v for k, v in base.items() if k not in _PRIVATE_ENV}
-    env.update(CHILD_ENV)
-    return env
-
-
-class ZygoteHandle:
-    """The daemon's end of the zygote: start it, ask it to spawn or kill, read what it says."""
-
-    def __init__(self, analyser: str, env: Mapping[str, str]) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock = parent
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tunescout.workers.zygote", "--control-fd", str(child.fileno()),
-             "--analyser", analyser],
-            pass_fds=[child.fileno()], env=child_env(env), stdin=subprocess.DEVNULL,
-        )
-        child.close()
-        self.ready = False
-        self.started = time.monotonic()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def spawn(self, batch_id: str, paths: list[Path], budget_bytes: int, cpu_s: int,
-              store: Path | None = None) -> int:
-        """Ask for a child; return the read end of its result pipe."""
-        read_fd, write_fd = os.pipe()
-        try:
-            message = protocol.encode({"op": "spawn", "batch": batch_id, "budget": budget_bytes,
-                                       "cpu_s": cpu_s, "store": str(store) if store else None,
-                                       "paths": [protocol.path_to_wire(p) for p in paths]})
-            socket.send_fds(self.sock, [message], [write_fd])
-        except OSError:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        return read_fd
-
-    def kill(self, batch_id: str, sig: int) -> None:
-        try:
-            self.sock.send(protocol.encode({"op": "kill", "batch": batch_id, "signal": int(sig)}))
-        except OSError:
-            pass  # the zygote is gone; its children die with it (parent-death signal)
-
-    def receive(self) -> tuple[list[dict[str, Any]], bool]:
-        """Return the messages waiting on the socket, and whether the zygote has gone away."""
-        messages: list[dict[str, Any]] = []
-        while True:
-            try:
-                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return messages, False
-            except OSError:
-                return messages, True
-            if not data:
-                return messages, True
-            messages.append(protocol.decode(data))
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        try:
-            self.sock.send(protocol.encode({"op": "exit"}))
-        except OSError:
-            pass
-        self.sock.close()
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @dataclass
@@ -161,9 +62,6 @@ class Progress:
     failed: int = 0
     quarantined: int = 0
     started_at: float = field(default_factory=time.monotonic)
-
-
-Event = Callable[[str, Path, dict[str, Any]], None]
 
 
 class Supervisor:
@@ -225,32 +123,30 @@ class Supervisor:
             fds.append(self.zygote.fileno())
         return fds
 
-    def _on_zygote_message(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "ready":
-            assert self.zygote is not None
-            self.zygote.ready = True
-            self._zygote_failures = 0
-            log.info("analysis zygote ready after %d ms", message.get("warmup_ms", 0),
-                     extra={"EVENT": "zygote_ready", "DURATION_MS": message.get("warmup_ms", 0)})
-        elif op == "error":
-            self.fatal = f"the analysis stack cannot start: {message.get('message')}"
-            log.error("%s", self.fatal, extra={"EVENT": "zygote_failed"})
-        elif op == "spawned":
-            batch = self.batches.get(message["batch"])
-            if batch is not None:
-                batch.pid = int(message["pid"])
-        elif op == "exited":
-            batch = self.batches.get(message["batch"])
-            if batch is not None:
-                batch.exit_status = int(message["status"])
-                batch.maxrss_kb = int(message.get("maxrss_kb", 0))
+    def _on_zygote_message(self, message: protocol.Report) -> None:
+        match message:
+            case protocol.Ready(warmup_ms=warmup_ms):
+                assert self.zygote is not None
+                self.zygote.ready = True
+                self._zygote_failures = 0
+                log.info("analysis zygote ready after %d ms", warmup_ms,
+                         extra={"EVENT": "zygote_ready", "DURATION_MS": warmup_ms})
+            case protocol.StartFailed(message=why):
+                self.fatal = f"the analysis stack cannot start: {why}"
+                log.error("%s", self.fatal, extra={"EVENT": "zygote_failed"})
+            case protocol.Spawned(batch=batch_id, pid=pid):
+                if (batch := self.batches.get(batch_id)) is not None:
+                    batch.pid = pid
+            case protocol.Exited(batch=batch_id, status=status, maxrss_kb=maxrss_kb):
+                if (batch := self.batches.get(batch_id)) is not None:
+                    batch.exit_status = status
+                    batch.maxrss_kb = maxrss_kb
 
     def _zygote_lost(self, now: float) -> None:
         assert self.zygote is not None
         code = self.zygote.proc.wait()
         self._zygote_failures += 1
-        why = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        why = f"was {decode_returncode(code)}" if code < 0 else decode_returncode(code)
         log.error("the analysis zygote %s; its children stopped", why,
                   extra={"EVENT": "zygote_lost", "CHILD_PID": self.zygote.proc.pid})
         self.zygote.sock.close()
@@ -328,8 +224,8 @@ class Supervisor:
                          extra={"EVENT": "removed", "TRACK_PATH": str(job.path)})
                 continue
             except OSError as exc:
-                self.store.record_failure(job.path, None, "io", f"cannot stat: {exc.strerror}",
-                                          quarantine=False)
+                self.store.record_failure(job.path, None, FailureKind.IO,
+                                          f"cannot stat: {exc.strerror}", quarantine=False)
                 continue
             identity = FileIdentity.from_stat(st)
             alone = job.solo or identity.size > self.config.workers.large_file_bytes
@@ -385,16 +281,15 @@ class Supervisor:
         if batch.garbage:
             return  # after garbage nothing this child says can be trusted
         try:
-            message = protocol.decode(line)
-            index = int(message["i"])
-            if not 0 <= index < len(batch.jobs) or index in batch.reported:
-                raise ProtocolError(f"unexpected file index {index}")
-            kind = message["t"]
-        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            message = protocol.result_from_wire(line)
+            if not 0 <= message.index < len(batch.jobs) or message.index in batch.reported:
+                raise ProtocolError(f"unexpected file index {message.index}")
+        except ProtocolError as exc:
             self._protocol_error(batch, str(exc))
             return
-        now = time.monotonic()
-        if kind == "start":
+        index = message.index
+        if isinstance(message, protocol.FileStarted):
+            now = time.monotonic()
             batch.started = True
             self._early_deaths = 0
             batch.current, batch.current_since = index, now
@@ -403,16 +298,12 @@ class Supervisor:
         batch.reported.add(index)
         batch.current = None
         job, identity = batch.jobs[index], batch.identities[index]
-        try:
-            if kind == "ok":
-                self._record_ok(batch, job, identity, message)
-            else:
-                self._record_failure(batch, job, identity, str(message.get("kind", "internal")),
-                                     str(message.get("reason", "no reason given")), quarantine=False,
-                                     extra={"DURATION_MS": message.get("duration_ms"),
-                                            "PEAK_RSS_KB": message.get("peak_rss_kb")})
-        except ProtocolError as exc:
-            self._record_failure(batch, job, identity, "protocol", str(exc), quarantine=False)
+        if isinstance(message, protocol.FileAnalysed):
+            self._record_ok(batch, job, identity, message)
+        else:
+            self._record_failure(batch, job, identity, message.kind, message.reason, quarantine=False,
+                                 extra={"DURATION_MS": message.duration_ms,
+                                        "PEAK_RSS_KB": message.peak_rss_kb})
 
     def _protocol_error(self, batch: Batch, why: str) -> None:
         """A child that writes garbage is stopped; its current file is treated as the culprit."""
@@ -424,8 +315,9 @@ class Supervisor:
         batch.garbage = why
         self._terminate(batch, time.monotonic())
 
-    def _record_ok(self, batch: Batch, job: Job, identity: FileIdentity, message: dict[str, Any]) -> None:
-        result = protocol.analysis_from_dict(message["analysis"])
+    def _record_ok(self, batch: Batch, job: Job, identity: FileIdentity,
+                   message: protocol.FileAnalysed) -> None:
+        result = message.analysis
         if not self._unchanged(job.path, identity):
             log.info("%s changed during analysis; it will be analysed again", job.path,
                      extra={"EVENT": "changed", "TRACK_PATH": str(job.path)})
@@ -441,8 +333,8 @@ class Supervisor:
             how = ""
         log.info("analysed %s%s", job.path, how, extra={
             "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
-            "CHILD_PID": batch.pid, "DURATION_MS": message.get("duration_ms"),
-            "PEAK_RSS_KB": message.get("peak_rss_kb"), "TEMPO_BPM": tempo,
+            "CHILD_PID": batch.pid, "DURATION_MS": message.duration_ms,
+            "PEAK_RSS_KB": message.peak_rss_kb, "TEMPO_BPM": tempo,
             "FEATURES_REUSED": int(result.features_reused),
         })
 
@@ -453,7 +345,8 @@ class Supervisor:
         except OSError:
             return False
 
-    def _record_failure(self, batch: Batch, job: Job, identity: FileIdentity, kind: str, reason: str,
+    def _record_failure(self, batch: Batch, job: Job, identity: FileIdentity, kind: FailureKind,
+                        reason: str,
                         *, quarantine: bool, extra: dict[str, Any] | None = None) -> None:
         self.store.record_failure(job.path, identity, kind, reason, quarantine=quarantine)
         if quarantine:
@@ -493,59 +386,48 @@ class Supervisor:
             self._terminate(batch, now)
 
     def _finish(self, batch: Batch) -> None:
-        """The child is gone and its pipe drained: account for every file it did not report."""
+        """The child is gone and its pipe drained: act on the verdict for what it did not report."""
         del self.batches[batch.id]
-        assert batch.exit_status is not None
-        clean = os.WIFEXITED(batch.exit_status) and os.WEXITSTATUS(batch.exit_status) == 0
-        unreported = [i for i in range(len(batch.jobs)) if i not in batch.reported]
-        if clean and not unreported:
+        verdict = judge_batch(self._ending(batch))
+        if verdict.action is Action.EARLY_DEATH:
+            self._died_before_any_file(batch, verdict.reason)
             return
-        if batch.stopping:
-            return  # we stopped it: everything unreported stays queued for the next start
-        if not batch.started and not batch.garbage:
-            self._died_before_any_file(batch)
-            return
-        culprit = batch.current if batch.current is not None else (unreported[0] if unreported else None)
-        if culprit is None:
-            return
-        job, identity = batch.jobs[culprit], batch.identities[culprit]
-        reason = self._death_reason(batch, job)
-        kind = "timeout" if batch.timed_out else "protocol" if batch.garbage else (
-            "memory" if "memory" in reason else "signal")
-        if len(batch.jobs) > 1 and not job.solo:
+        if verdict.action in (Action.NOTHING, Action.KEEP_QUEUED):
+            return  # whatever is unreported stays queued for the next start
+        assert verdict.culprit is not None and verdict.kind is not None
+        job, identity = batch.jobs[verdict.culprit], batch.identities[verdict.culprit]
+        if verdict.action is Action.RETRY_ALONE:
             self.store.mark_solo(job.path)
-            log.info("batch %s: child %s on %s; retrying that file alone", batch.id, reason, job.path,
-                     extra={"EVENT": "retry_alone", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
-                            "ERROR_KIND": kind})
+            log.info("batch %s: child %s on %s; retrying that file alone", batch.id, verdict.reason,
+                     job.path, extra={"EVENT": "retry_alone", "TRACK_PATH": str(job.path),
+                                      "BATCH_ID": batch.id, "ERROR_KIND": verdict.kind})
         else:
-            self._record_failure(batch, job, identity, kind, reason, quarantine=True,
+            self._record_failure(batch, job, identity, verdict.kind, verdict.reason, quarantine=True,
                                  extra={"PEAK_RSS_KB": batch.maxrss_kb})
 
-    def _died_before_any_file(self, batch: Batch) -> None:
+    def _ending(self, batch: Batch) -> BatchEnd:
+        """Return the facts a verdict is made of."""
+        assert batch.exit_status is not None
+        return BatchEnd(
+            exit_status=batch.exit_status, files=len(batch.jobs),
+            unreported=tuple(i for i in range(len(batch.jobs)) if i not in batch.reported),
+            current=batch.current, started=batch.started, stopping=batch.stopping,
+            timed_out=batch.timed_out, garbage=batch.garbage, maxrss_kb=batch.maxrss_kb,
+            budget_bytes=self.config.workers.child_budget_bytes,
+            solo=frozenset(i for i, job in enumerate(batch.jobs) if job.solo),
+            on_current_s=time.monotonic() - batch.current_since,
+        )
+
+    def _died_before_any_file(self, batch: Batch, words: str) -> None:
         """A child that never reached a file is not the files' fault: they stay queued.
 
         A few in a row mean the analysis cannot run at all (a broken install, a budget too small
         to start): stop analysing and say why, rather than quarantine the library file by file.
         """
         self._early_deaths += 1
-        assert batch.exit_status is not None
-        words = "timed out" if batch.timed_out else decode_wait_status(batch.exit_status)
         log.warning("batch %s: the analysis child %s before its first file", batch.id, words,
                     extra={"EVENT": "child_failed", "BATCH_ID": batch.id, "CHILD_PID": batch.pid})
         if self._early_deaths >= EARLY_DEATHS_FATAL:
             self.fatal = (f"{self._early_deaths} analysis children in a row {words} before their "
                           "first file; see the journal, then reload or restart")
             log.error("%s", self.fatal, extra={"EVENT": "analysis_stopped"})
-
-    def _death_reason(self, batch: Batch, job: Job) -> str:
-        assert batch.exit_status is not None
-        if batch.garbage:
-            return f"child wrote garbage on its result pipe: {batch.garbage}"
-        if batch.timed_out:
-            return f"timed out after {time.monotonic() - batch.current_since:.0f} s"
-        words = decode_wait_status(batch.exit_status)
-        budget = self.config.workers.child_budget_bytes
-        near_limit = batch.maxrss_kb * 1024 > 0.8 * budget
-        if near_limit and os.WIFSIGNALED(batch.exit_status):
-            return f"{words} after exceeding its {format_size(budget)} memory budget"
-        return f"child {words} (peak RSS {format_size(batch.maxrss_kb * 1024)})"

@@ -2,8 +2,10 @@
 
 Started by the supervisor with fork+exec (`python -m tunescout.workers.zygote`), so the threaded daemon is
 never forked. It is single-threaded: one select loop over its control socket and SIGCHLD.
-Control messages (protocol.encode) arrive on a SOCK_SEQPACKET socket; a `spawn` carries the write
-end of the batch's result pipe as an SCM_RIGHTS descriptor.
+Control messages (protocol.Control) arrive on a SOCK_SEQPACKET socket; a `Spawn` carries the
+write end of the batch's result pipe as an SCM_RIGHTS descriptor. When the daemon's end of the
+socket is gone (it stopped, even during our warm-up), the zygote kills its children and exits
+quietly: there is nobody left to report to, and a traceback would only alarm the journal.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tunescout import protocol
 from tunescout.errors import AnalysisError, ProtocolError, StoreError
-from tunescout.models import TrackAnalysis
+from tunescout.models import FailureKind, TrackAnalysis
 from tunescout.store.reader import StoreReader
 
 _PR_SET_PDEATHSIG = 1
@@ -66,8 +67,8 @@ def load_analyser(spec: str) -> tuple[Analyser, Callable[[], None] | None]:
 # --- the child ---------------------------------------------------------------------------------
 
 
-def _write(fd: int, message: dict[str, Any]) -> None:
-    data = protocol.encode(message)
+def _write(fd: int, message: protocol.Result) -> None:
+    data = protocol.encode_message(message)
     while data:
         data = data[os.write(fd, data):]
 
@@ -89,20 +90,27 @@ def _feature_lookup(analyse: Analyser,
     return store.current_groups
 
 
-def _analyse_one(analyse: Analyser, path: Path, limit_bytes: int,
-                 stored_groups: Callable[[str], frozenset[str]] | None) -> dict[str, Any]:
+def _analyse_one(analyse: Analyser, index: int, path: Path, limit_bytes: int,
+                 stored_groups: Callable[[str], frozenset[str]] | None) -> protocol.Result:
+    started = time.monotonic()
     try:
         result = analyse(path, stored_groups=stored_groups) if stored_groups else analyse(path)
-        return {"t": "ok", "analysis": protocol.analysis_to_dict(result)}
     except AnalysisError as exc:
-        return {"t": "fail", "kind": exc.kind, "reason": exc.reason}
+        kind, reason = exc.kind, exc.reason
     except MemoryError as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else "?"
-        return {"t": "fail", "kind": "memory",
-                "reason": f"MemoryError in {where} (memory budget: address space limited to "
-                          f"{limit_bytes // 2**20} MiB, peak RSS {_peak_rss_kb() // 1024} MiB)"}
+        kind = FailureKind.MEMORY
+        reason = (f"MemoryError in {where} (memory budget: address space limited to "
+                  f"{limit_bytes // 2**20} MiB, peak RSS {_peak_rss_kb() // 1024} MiB)")
     except Exception as exc:  # a per-file loop must survive anything: one failure row per file
-        return {"t": "fail", "kind": "internal", "reason": f"{type(exc).__name__}: {exc}"}
+        kind, reason = FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}"
+    else:
+        return protocol.FileAnalysed(index, path, result, _elapsed_ms(started), _peak_rss_kb())
+    return protocol.FileFailed(index, path, kind, reason, _elapsed_ms(started), _peak_rss_kb())
+
+
+def _elapsed_ms(since: float) -> int:
+    return int((time.monotonic() - since) * 1000)
 
 
 def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse: Analyser,
@@ -122,17 +130,13 @@ def run_child(fd: int, paths: list[Path], budget_bytes: int, cpu_s: int, analyse
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
     stored_groups = _feature_lookup(analyse, store_path)
     for index, path in enumerate(paths):
-        _write(fd, {"t": "start", "i": index, "path": protocol.path_to_wire(path)})
-        started = time.monotonic()
-        message = _analyse_one(analyse, path, limit, stored_groups)
-        message.update(i=index, path=protocol.path_to_wire(path),
-                       duration_ms=int((time.monotonic() - started) * 1000),
-                       peak_rss_kb=_peak_rss_kb())
+        _write(fd, protocol.FileStarted(index, path))
+        message = _analyse_one(analyse, index, path, limit, stored_groups)
         try:
             _write(fd, message)
         except ValueError as exc:  # NaN or an unserialisable value from the analyser
-            _write(fd, {"t": "fail", "i": index, "path": protocol.path_to_wire(path),
-                        "kind": "internal", "reason": f"result not serialisable: {exc}"})
+            _write(fd, protocol.FileFailed(index, path, FailureKind.INTERNAL,
+                                           f"result not serialisable: {exc}"))
 
 
 # --- the zygote loop ---------------------------------------------------------------------------
@@ -144,13 +148,13 @@ class Zygote:
         self.analyse = analyse
         self.children: dict[int, str] = {}  # pid -> batch id
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.sock.send(protocol.encode(message))
+    def send(self, message: protocol.Report) -> None:
+        """Report to the daemon; raise ConnectionError (BrokenPipeError) when it is gone."""
+        self.sock.send(protocol.encode_message(message))
 
-    def spawn(self, message: dict[str, Any], fds: list[int]) -> None:
+    def spawn(self, message: protocol.Spawn, fds: list[int]) -> None:
         if len(fds) != 1:
             raise ProtocolError("spawn needs exactly one result pipe")
-        paths = [protocol.path_from_wire(p) for p in message["paths"]]
         pid = os.fork()
         if pid == 0:  # the child
             code = 0
@@ -159,17 +163,20 @@ class Zygote:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
-                store = Path(message["store"]) if message.get("store") else None
-                run_child(fds[0], paths, int(message["budget"]), int(message["cpu_s"]),
-                          self.analyse, store)
+                run_child(fds[0], list(message.paths), message.budget_bytes, message.cpu_s,
+                          self.analyse, message.store)
             except BaseException:  # report anything, then leave without running atexit hooks
                 traceback.print_exc()
                 code = 70
             finally:
                 os._exit(code)
         os.close(fds[0])
-        self.children[pid] = message["batch"]
-        self.send({"op": "spawned", "batch": message["batch"], "pid": pid})
+        try:
+            os.setpgid(pid, pid)  # as the child does: its group exists before any killpg of ours
+        except OSError:
+            pass  # the child got there first, or is already gone
+        self.children[pid] = message.batch
+        self.send(protocol.Spawned(message.batch, pid))
 
     def reap(self) -> None:
         while self.children:
@@ -181,14 +188,13 @@ class Zygote:
                 return
             batch = self.children.pop(pid, None)
             if batch is not None:
-                self.send({"op": "exited", "batch": batch, "pid": pid, "status": status,
-                           "maxrss_kb": usage.ru_maxrss})
+                self.send(protocol.Exited(batch, pid, status, usage.ru_maxrss))
 
-    def kill(self, message: dict[str, Any]) -> None:
+    def kill(self, message: protocol.Kill) -> None:
         for pid, batch in self.children.items():
-            if batch == message["batch"]:
+            if batch == message.batch:
                 try:
-                    os.killpg(pid, int(message["signal"]))
+                    os.killpg(pid, message.signal)
                 except ProcessLookupError:
                     pass
 
@@ -223,15 +229,14 @@ class Zygote:
                 if not data:
                     self.kill_all()
                     return
-                message = protocol.decode(data)
-                op = message.get("op")
-                if op == "spawn":
-                    self.spawn(message, fds)
-                elif op == "kill":
-                    self.kill(message)
-                elif op == "exit":
-                    self.kill_all()
-                    return
+                match protocol.control_from_wire(data):
+                    case protocol.Spawn() as spawn:
+                        self.spawn(spawn, fds)
+                    case protocol.Kill() as kill:
+                        self.kill(kill)
+                    case protocol.Exit():
+                        self.kill_all()
+                        return
             self.reap()
 
 
@@ -250,14 +255,19 @@ def main(argv: list[str] | None = None) -> int:
         if warm_up is not None:
             warm_up()
     except Exception as exc:  # tell the supervisor why the analysis stack cannot start
-        sock.send(protocol.encode({"op": "error", "message": f"{type(exc).__name__}: {exc}"}))
+        try:
+            sock.send(protocol.encode_message(protocol.StartFailed(f"{type(exc).__name__}: {exc}")))
+        except ConnectionError:
+            pass  # the daemon is gone too: nobody to tell
         return 1
     gc.collect()
     gc.freeze()  # keep the warm heap out of the collector so children share its pages
     zygote = Zygote(sock, analyse)
-    zygote.send({"op": "ready", "pid": os.getpid(),
-                 "warmup_ms": int((time.monotonic() - started) * 1000)})
-    zygote.serve()
+    try:
+        zygote.send(protocol.Ready(os.getpid(), _elapsed_ms(started)))
+        zygote.serve()
+    except ConnectionError:  # the daemon stopped (during our warm-up, or it was killed)
+        zygote.kill_all()
     return 0
 
 
