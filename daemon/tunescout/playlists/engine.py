@@ -22,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tunescout.errors import PlaylistError
+from tunescout.models import FEATURE_GROUPS
 from tunescout.playlists.tagquery import normalise_text, normalise_title, parse_where, tag_texts
 from tunescout.playlists.vectors import (
-    GROUPS,
     FeatureMatrix,
     build_matrix,
     camelot_index,
@@ -159,12 +159,12 @@ class Rules:
             raise PlaylistError("--length must be at least 1")
         if self.order not in ORDERS:
             raise PlaylistError(f"--order must be one of {', '.join(ORDERS)}")
-        unknown = sorted(set(self.weights) - set(GROUPS))
+        unknown = sorted(set(self.weights) - set(FEATURE_GROUPS))
         if unknown:
-            raise PlaylistError(f"unknown weight {unknown[0]!r}; groups are {', '.join(GROUPS)}")
+            raise PlaylistError(f"unknown weight {unknown[0]!r}; groups are {', '.join(FEATURE_GROUPS)}")
         if any(w < 0 or not math.isfinite(w) for w in self.weights.values()):
             raise PlaylistError("weights must be zero or more")
-        if not any(self.weights.get(g, 0.0) > 0 for g in GROUPS):
+        if not any(self.weights.get(g, 0.0) > 0 for g in FEATURE_GROUPS):
             raise PlaylistError("at least one weight must be above zero")
         if self.artist_spacing < 0 or self.album_spacing < 0:
             raise PlaylistError("spacing cannot be negative")
@@ -630,7 +630,7 @@ def _explain(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequence[
     for i, index in enumerate(picks):
         track = cat.tracks[index]
         row = np.array([index], dtype=np.intp)
-        groups = dict(zip(GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
+        groups = dict(zip(FEATURE_GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
         total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
         prev_track = cat.tracks[previous] if previous >= 0 else None
         entries.append(Entry(track, Explanation(
@@ -690,8 +690,8 @@ def parse_weights(text: str) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
         name = name.strip().lower()
-        if name not in GROUPS:
-            raise PlaylistError(f"--weights: unknown group {name!r}; groups are {', '.join(GROUPS)}")
+        if name not in FEATURE_GROUPS:
+            raise PlaylistError(f"--weights: unknown group {name!r}; groups are {', '.join(FEATURE_GROUPS)}")
         try:
             weights[name] = float(value)
         except ValueError as exc:

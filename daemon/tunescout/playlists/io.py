@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tunescout.errors import PlaylistError
+from tunescout.models import FEATURE_GROUPS
 from tunescout.playlists.engine import (
     ORDERS,
     Catalogue,
@@ -34,7 +35,6 @@ from tunescout.playlists.engine import (
     similar_playlist,
 )
 from tunescout.playlists.tagquery import parse_where
-from tunescout.playlists.vectors import GROUPS
 from tunescout.units import path_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _written_path(path: Path, folder: Path | None) -> bytes:
 def explain_text(entry: Entry) -> str:
     """Return one line saying why a track is in the playlist."""
     why = entry.why
-    groups = ", ".join(f"{g} {why.by_group[g]:.2f}" for g in GROUPS if g in why.by_group)
+    groups = ", ".join(f"{g} {why.by_group[g]:.2f}" for g in FEATURE_GROUPS if g in why.by_group)
     parts = [f"{why.reference}: distance {why.distance:.2f} ({groups})"]
     if why.bpm is not None:
         step = f" ({why.bpm_step_pct:+.1f} %)" if why.bpm_step_pct is not None else ""
@@ -510,8 +510,8 @@ def _weights(value: Any, _: Path | None) -> dict[str, float]:
         raise ValueError("expected a table such as { timbre = 1, rhythm = 1, tonal = 0.5 }")
     weights = dict(Rules().weights)
     for group, weight in value.items():
-        if group not in GROUPS:
-            close = difflib.get_close_matches(group, GROUPS, n=1)
+        if group not in FEATURE_GROUPS:
+            close = difflib.get_close_matches(group, FEATURE_GROUPS, n=1)
             raise ValueError(f"unknown group {group!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
         weights[group] = _number(weight, None)
     if not any(w > 0 for w in weights.values()):

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tunescout.models import FEATURE_GROUPS
+
 FloatArray = npt.NDArray[np.float64]
 
-GROUPS = ("timbre", "rhythm", "tonal", "loudness")
 CLIP = 4.0  # standardised values beyond ±4 IQR-sigmas are outliers, not "more different"
 IQR_TO_SIGMA = 1.349  # the IQR of a normal distribution, in standard deviations
 CAMELOT_SCALE = 0.7071  # cos/sin of uniformly spread keys have this standard deviation
@@ -110,7 +111,7 @@ def build_layout() -> Layout:
     names: list[str] = []
     shares: list[float] = []
     slices: dict[str, slice] = {}
-    for group in GROUPS:
+    for group in FEATURE_GROUPS:
         features = [f for f in _FEATURES if f.group == group]
         start = len(names)
         for feature in features:
@@ -202,8 +203,8 @@ def column_weights(layout: Layout, weights: Mapping[str, float]) -> FloatArray:
 def group_distances(matrix: FeatureMatrix, rows: npt.NDArray[np.intp], ref: FloatArray) -> FloatArray:
     """Return (len(rows), G) root-mean-square distances per group to a reference vector, in σ."""
     diff = matrix.values[rows] - ref
-    out = np.empty((len(rows), len(GROUPS)))
-    for g, group in enumerate(GROUPS):
+    out = np.empty((len(rows), len(FEATURE_GROUPS)))
+    for g, group in enumerate(FEATURE_GROUPS):
         part = matrix.layout.slices[group]
         share = matrix.layout.share[part]
         out[:, g] = np.sqrt((diff[:, part] ** 2) @ share)
