@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 
 from tunescout.errors import PlaylistError
+from tunescout.playlists.camelot import camelot_compatible, camelot_index, key_step
 from tunescout.playlists.engine import (
     Catalogue,
     Playlist,
     Rules,
     Track,
     TrackNotFound,
-    camelot_compatible,
     column_weights,
-    key_step,
     parse_range,
     parse_weights,
     path_playlist,
@@ -29,7 +28,6 @@ from tunescout.playlists.engine import (
     similar_playlist,
 )
 from tunescout.playlists.tagquery import normalise_title, parse_where
-from tunescout.playlists.vectors import camelot_index
 
 # --- the synthetic library -----------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import camelot_index
 from tunescout.playlists.vectors import (
     CLIP,
     LAYOUT,
     build_matrix,
-    camelot_index,
     column_weights,
     group_distances,
     raw_matrix,

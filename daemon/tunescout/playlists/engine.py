@@ -23,11 +23,11 @@ import numpy.typing as npt
 
 from tunescout.errors import PlaylistError
 from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import KEY_COMPATIBLE, KEY_DISTANCE, camelot_index, key_step
 from tunescout.playlists.tagquery import normalise_text, normalise_title, parse_where, tag_texts
 from tunescout.playlists.vectors import (
     FeatureMatrix,
     build_matrix,
-    camelot_index,
     column_weights,
     group_distances,
 )
@@ -49,52 +49,6 @@ _NEVER = np.iinfo(np.int64).max // 4
 
 class TrackNotFound(PlaylistError):
     """A seed or path end that is not among the analysed tracks."""
-
-
-# --- keys ----------------------------------------------------------------------------------------
-
-
-def _camelot_code(index: int) -> str:
-    return f"{index // 2 + 1}{'B' if index % 2 else 'A'}"
-
-
-def _key_tables() -> tuple[npt.NDArray[np.bool_], FloatArray]:
-    """Return (compatible, distance) over 24 Camelot codes plus a last row/column for "unknown"."""
-    compatible = np.zeros((25, 25), dtype=bool)
-    distance = np.full((25, 25), 1.0)  # unknown keys: one step, neither free nor forbidden
-    for a in range(24):
-        for b in range(24):
-            steps = abs(a // 2 - b // 2)
-            steps = min(steps, 12 - steps)
-            letter = a % 2 != b % 2
-            compatible[a, b] = (steps <= 1 and not letter) or (steps == 0 and letter)
-            distance[a, b] = steps + letter
-    return compatible, distance
-
-
-KEY_COMPATIBLE, KEY_DISTANCE = _key_tables()
-
-
-def camelot_compatible(a: str | None, b: str | None) -> bool:
-    """Return whether two Camelot codes mix: same, ±1 on the wheel, or relative major/minor."""
-    ia, ib = camelot_index(a), camelot_index(b)
-    return ia is not None and ib is not None and bool(KEY_COMPATIBLE[ia, ib])
-
-
-def key_step(a: str | None, b: str | None) -> str | None:
-    """Describe the move from key a to key b: "8A→9A (+1)", "8A→8B (relative)", "8A→3B (clash)"."""
-    ia, ib = camelot_index(a), camelot_index(b)
-    if ia is None or ib is None:
-        return None
-    if ia == ib:
-        how = "same"
-    elif ia // 2 == ib // 2:
-        how = "relative"
-    elif KEY_COMPATIBLE[ia, ib]:
-        how = "+1" if (ib // 2 - ia // 2) % 12 == 1 else "-1"
-    else:
-        how = "clash"
-    return f"{a}→{b} ({how})"
 
 
 # --- requests and results ------------------------------------------------------------------------

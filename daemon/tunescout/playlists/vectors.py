@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import camelot_index
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -94,16 +95,6 @@ class FeatureMatrix:
     layout: Layout
     center: FloatArray
     scale: FloatArray
-
-
-def camelot_index(code: Any) -> int | None:
-    """Return 0..23 for "1A".."12B" (number-1)*2 + (B), or None when not a Camelot code."""
-    if not isinstance(code, str) or len(code) < 2 or code[-1] not in "AB" or not code[:-1].isdigit():
-        return None
-    number = int(code[:-1])
-    if not 1 <= number <= 12:
-        return None
-    return (number - 1) * 2 + (code[-1] == "B")
 
 
 def build_layout() -> Layout:
