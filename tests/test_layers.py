@@ -36,16 +36,17 @@ ALLOWED: dict[str, set[str]] = {
     "library": {"leaves", "config", "store"},
     "workers": {"leaves", "config", "store"},
     "analysis": {"leaves"},
-    "playlists": {"leaves", "config", "store"},
-    "wiring": {"leaves", "config", "store", "library", "workers", "playlists"},
-    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "wiring"},
+    "playlists.request": {"leaves"},
+    "playlists": {"leaves", "config", "store", "playlists.request"},
+    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request"},
+    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}
 MAX_LINES = 450
 # being split at their seams in this change; the list must end empty
-STILL_BIG = {"store", "workers.supervisor", "playlists.engine", "playlists.io"}
-STILL_CROSSING = {("config", "playlists.io")}
+STILL_BIG = {"store", "workers.supervisor"}
+STILL_CROSSING: set[tuple[str, str]] = set()
 
 
 def part_of(module: str) -> str:

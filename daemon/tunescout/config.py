@@ -12,6 +12,7 @@ from typing import Any
 from tunescout.convert import Converter, choice, did_you_mean, int_in, percent, resolve_path
 from tunescout.errors import ConfigError
 from tunescout.models import AUDIO_EXTENSIONS
+from tunescout.playlists.request import PlaylistSpec, parse_playlist_specs
 from tunescout.units import parse_duration, parse_size
 
 DEFAULT_ANALYSER = "tunescout.analysis:analyse_file"
@@ -66,7 +67,7 @@ class LogConfig:
 class PlaylistKeeperConfig:
     debounce_s: float = 120.0
     history: Path | None = None  # default: playlist-history.json beside the database
-    specs: tuple[Any, ...] = ()  # playlist_io.PlaylistSpec; typed loosely to keep numpy out of here
+    specs: tuple[PlaylistSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def parse_config(
 
 def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
                problems: list[str]) -> PlaylistKeeperConfig:
-    """Read `[[playlists]]` and `[playlist_keeper]`; the specs are checked by playlist_io."""
+    """Read `[[playlists]]` and `[playlist_keeper]`; the specs are checked by playlists.request."""
     values: dict[str, Any] = {}
     if keeper is not None:
         if not isinstance(keeper, dict):
@@ -298,8 +299,6 @@ def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
             except ValueError as exc:
                 problems.append(f"playlist_keeper.{key}: {exc}")
     if tables is not None:
-        from tunescout.playlists.io import parse_playlist_specs  # numpy: only when playlists exist
-
         specs, found = parse_playlist_specs(tables, base_dir)
         problems.extend(found)
         values["specs"] = tuple(specs)

@@ -17,26 +17,13 @@ from typing import Any
 
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, PlaylistError, StoreError
-from tunescout.playlists.engine import (
-    ORDERS,
-    Catalogue,
-    Playlist,
-    Rules,
-    TrackNotFound,
-    parse_range,
-    parse_weights,
-)
-from tunescout.playlists.io import (
-    FORMATS,
-    PlaylistSpec,
-    atomic_write,
-    build_from_spec,
-    explain_text,
-    recent_digests,
-    record_history,
-    render,
-    tracks_from_rows,
-)
+from tunescout.playlists.atomic import atomic_write
+from tunescout.playlists.catalogue import Catalogue, TrackNotFound
+from tunescout.playlists.explain import Playlist
+from tunescout.playlists.history import recent_digests, record_history
+from tunescout.playlists.keeper import build_from_spec, tracks_from_rows
+from tunescout.playlists.render import explain_text, render
+from tunescout.playlists.request import FORMATS, ORDERS, PlaylistSpec, Rules, parse_range, parse_weights
 from tunescout.store import Store
 
 
