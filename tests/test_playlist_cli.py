@@ -17,7 +17,6 @@ from tunescout.playlists.camelot import camelot_compatible
 from tunescout.playlists.catalogue import Track
 from tunescout.playlists.render import read_m3u8
 
-# Until cli.py dispatches `playlist`, run the same parser and command through playlist_cli.main.
 ENTRY = "import sys; from tunescout.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
