@@ -22,14 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from tunescout.playlists.engine import (
-    Catalogue,
-    Rules,
-    Track,
-    column_weights,
-    path_playlist,
-    similar_playlist,
-)
+from tunescout.playlists.catalogue import Catalogue, Track
+from tunescout.playlists.engine import path_playlist, similar_playlist
+from tunescout.playlists.request import Rules
+from tunescout.playlists.vectors import column_weights
 
 CLUSTERS = 60
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunescout.playlists.io import read_m3u8
+from tunescout.playlists.render import read_m3u8
 
 
 def read_paths(path: Path) -> list[Path]:

@@ -3,7 +3,8 @@
 Every `import` counts, the ones inside functions too: a lazy import is still a dependency.
 The parts (docs/ARCHITECTURE.md draws them):
 
-- leaves: errors, models, units, protocol, lock: imported by everything, importing only each other;
+- leaves: errors, models, units, protocol, lock, convert: imported by everything, importing only
+  each other;
 - config: the leaves, and the numpy-free playlist request types;
 - store: the leaves; the only SQL: schema (below reader and writer), reader (read-only), writer
   (the daemon's one writer). Only the daemon's writing parts and the CLI's `retry` import the writer;
@@ -25,7 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daemon" / "tunescout"
 
-LEAVES = {"errors", "models", "units", "protocol", "lock", "__init__"}
+LEAVES = {"errors", "models", "units", "protocol", "lock", "convert", "__init__"}
 WIRING = {"service", "loop", "health", "logs"}
 
 # part -> the parts it may import (its own part is always allowed)
@@ -36,16 +37,17 @@ ALLOWED: dict[str, set[str]] = {
     "library": {"leaves", "config", "store"},
     "workers": {"leaves", "config", "store"},
     "analysis": {"leaves"},
-    "playlists": {"leaves", "config", "store"},
-    "wiring": {"leaves", "config", "store", "library", "workers", "playlists"},
-    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "wiring"},
+    "playlists.request": {"leaves"},
+    "playlists": {"leaves", "config", "store", "playlists.request"},
+    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request"},
+    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}
 MAX_LINES = 450
 # being split at their seams in this change; the list must end empty
-STILL_BIG = {"playlists.engine", "playlists.io"}
-STILL_CROSSING = {("config", "playlists.io")}
+STILL_BIG: set[str] = set()
+STILL_CROSSING: set[tuple[str, str]] = set()
 
 
 def part_of(module: str) -> str:

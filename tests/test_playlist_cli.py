@@ -13,10 +13,10 @@ import pytest
 from conftest import daemon_env, write_config
 from test_playlist_io import fill_store
 from test_playlists import positions_apart, synthetic_tracks
-from tunescout.playlists.engine import Track, camelot_compatible
-from tunescout.playlists.io import read_m3u8
+from tunescout.playlists.camelot import camelot_compatible
+from tunescout.playlists.catalogue import Track
+from tunescout.playlists.render import read_m3u8
 
-# Until cli.py dispatches `playlist`, run the same parser and command through playlist_cli.main.
 ENTRY = "import sys; from tunescout.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 

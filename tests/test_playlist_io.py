@@ -12,20 +12,13 @@ import pytest
 from test_playlists import synthetic_tracks
 from tunescout.errors import PlaylistError
 from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
-from tunescout.playlists.engine import Catalogue, Rules, Track, similar_playlist
-from tunescout.playlists.io import (
-    PlaylistKeeper,
-    PlaylistSpec,
-    atomic_write,
-    parse_playlist_specs,
-    read_history,
-    read_m3u8,
-    rebuild_playlists,
-    recent_digests,
-    record_history,
-    render_json,
-    render_m3u8,
-)
+from tunescout.playlists.atomic import atomic_write
+from tunescout.playlists.catalogue import Catalogue, Track
+from tunescout.playlists.engine import similar_playlist
+from tunescout.playlists.history import read_history, recent_digests, record_history
+from tunescout.playlists.keeper import PlaylistKeeper, rebuild_playlists
+from tunescout.playlists.render import read_m3u8, render_json, render_m3u8
+from tunescout.playlists.request import PlaylistSpec, Rules, parse_playlist_specs
 from tunescout.store.reader import StoreReader
 from tunescout.store.writer import StoreWriter
 

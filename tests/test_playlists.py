@@ -13,23 +13,12 @@ import numpy as np
 import pytest
 
 from tunescout.errors import PlaylistError
-from tunescout.playlists.engine import (
-    Catalogue,
-    Playlist,
-    Rules,
-    Track,
-    TrackNotFound,
-    camelot_compatible,
-    column_weights,
-    key_step,
-    parse_range,
-    parse_weights,
-    path_playlist,
-    query_playlist,
-    similar_playlist,
-)
-from tunescout.playlists.tagquery import normalise_title, parse_where
-from tunescout.playlists.vectors import camelot_index
+from tunescout.playlists.camelot import camelot_compatible, camelot_index, key_step
+from tunescout.playlists.catalogue import Catalogue, Track, TrackNotFound, normalise_title
+from tunescout.playlists.engine import path_playlist, query_playlist, similar_playlist
+from tunescout.playlists.explain import Playlist
+from tunescout.playlists.request import Rules, parse_range, parse_weights, parse_where
+from tunescout.playlists.vectors import column_weights
 
 # --- the synthetic library -----------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import camelot_index
 from tunescout.playlists.vectors import (
     CLIP,
-    GROUPS,
     LAYOUT,
     build_matrix,
-    camelot_index,
     column_weights,
     group_distances,
     raw_matrix,
@@ -38,9 +38,9 @@ def column(name: str) -> int:
 
 
 def test_layout_covers_every_column_once() -> None:
-    covered = sorted(i for g in GROUPS for i in range(*LAYOUT.slices[g].indices(LAYOUT.width)))
+    covered = sorted(i for g in FEATURE_GROUPS for i in range(*LAYOUT.slices[g].indices(LAYOUT.width)))
     assert covered == list(range(LAYOUT.width)) == list(range(len(set(LAYOUT.names))))
-    for group in GROUPS:
+    for group in FEATURE_GROUPS:
         assert LAYOUT.share[LAYOUT.slices[group]].sum() == pytest.approx(1.0)
         assert all(LAYOUT.names[i].startswith(group + ".")
                    for i in range(*LAYOUT.slices[group].indices(LAYOUT.width)))
@@ -103,7 +103,7 @@ def test_group_distance_does_not_depend_on_how_many_columns_a_group_has() -> Non
 
     probe = FeatureMatrix(np.stack([shifted]), base.layout, base.center, base.scale)
     distances = group_distances(probe, np.array([0]), ref)[0]
-    by_name = dict(zip(GROUPS, distances, strict=True))
+    by_name = dict(zip(FEATURE_GROUPS, distances, strict=True))
     assert by_name["rhythm"] == pytest.approx(1.0) and by_name["timbre"] == pytest.approx(1.0)
     assert by_name["tonal"] == 0.0 and by_name["loudness"] == 0.0
 

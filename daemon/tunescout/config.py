@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunescout.convert import Converter, choice, did_you_mean, int_in, percent, resolve_path
 from tunescout.errors import ConfigError
 from tunescout.models import AUDIO_EXTENSIONS
+from tunescout.playlists.request import PlaylistSpec, parse_playlist_specs
 from tunescout.units import parse_duration, parse_size
 
 DEFAULT_ANALYSER = "tunescout.analysis:analyse_file"
@@ -66,7 +67,7 @@ class LogConfig:
 class PlaylistKeeperConfig:
     debounce_s: float = 120.0
     history: Path | None = None  # default: playlist-history.json beside the database
-    specs: tuple[Any, ...] = ()  # playlist_io.PlaylistSpec; typed loosely to keep numpy out of here
+    specs: tuple[PlaylistSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,43 +144,6 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
 
 # --- validation ------------------------------------------------------------------------------
 
-Converter = Callable[[Any], Any]
-
-
-def _int_in(low: int, high: int) -> Converter:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number from {low} to {high}")
-        if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high}, got {value}")
-        return value
-
-    return convert
-
-
-def _percent(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("expected a percentage such as 75")
-    if not 1 <= value <= 99:
-        raise ValueError(f"must be from 1 to 99, got {value}")
-    return float(value)
-
-
-def _choice(*choices: str) -> Converter:
-    def convert(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
-        return str(value)
-
-    return convert
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a non-empty string")
-    return value
-
-
 def _extensions(value: Any) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError('expected a list of extensions such as [".mp3", ".flac"]')
@@ -196,7 +160,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     "library": {
         "paths": ("paths", lambda v: v),  # checked in _paths
         "extensions": ("extensions", _extensions),
-        "watch": ("watch", _choice("auto", "inotify", "poll")),
+        "watch": ("watch", choice("auto", "inotify", "poll")),
         "poll_interval": ("poll_interval_s", parse_duration),
     },
     "store": {"path": ("path", lambda v: v),
@@ -206,9 +170,9 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
         "rescan_interval": ("rescan_interval_s", parse_duration),
     },
     "workers": {
-        "max_workers": ("max_workers", _int_in(0, 256)),
+        "max_workers": ("max_workers", int_in(0, 256)),
         "child_budget": ("child_budget_bytes", parse_size),
-        "batch_size": ("batch_size", _int_in(1, 100)),
+        "batch_size": ("batch_size", int_in(1, 100)),
         "large_file": ("large_file_bytes", parse_size),
         "timeout": ("timeout_s", parse_duration),
         "timeout_per_mb": ("timeout_per_mb_s", parse_duration),
@@ -216,20 +180,15 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     },
     "memory": {
         "min_available": ("min_available_bytes", parse_size),
-        "pause_above_percent": ("pause_above_percent", _percent),
-        "resume_below_percent": ("resume_below_percent", _percent),
+        "pause_above_percent": ("pause_above_percent", percent),
+        "resume_below_percent": ("resume_below_percent", percent),
         "reserve": ("reserve_bytes", parse_size),
     },
     "log": {
-        "level": ("level", _choice("debug", "info", "warning", "error")),
-        "target": ("target", _choice("auto", "journal", "stderr")),
+        "level": ("level", choice("debug", "info", "warning", "error")),
+        "target": ("target", choice("auto", "journal", "stderr")),
     },
 }
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(choices))}"
 
 
 def _nested(paths: tuple[Path, ...]) -> list[str]:
@@ -243,11 +202,6 @@ def _nested(paths: tuple[Path, ...]) -> list[str]:
                 inner, outer = (path, other) if other in path.parents else (other, path)
                 problems.append(f"library.paths: {inner} is inside {outer}; list only {outer}")
     return problems
-
-
-def _resolve(value: Any, base_dir: Path | None) -> Path:
-    path = Path(os.path.expanduser(_string(value)))
-    return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
 def parse_config(
@@ -266,7 +220,7 @@ def parse_config(
     for section, table in raw.items():
         if section not in _SECTIONS:
             known = [*_SECTIONS, "playlists", "playlist_keeper"]
-            problems.append(f"{section}: unknown section{_did_you_mean(section, known)}")
+            problems.append(f"{section}: unknown section{did_you_mean(section, known)}")
             continue
         if not isinstance(table, dict):
             problems.append(f"{section}: expected a table ([{section}])")
@@ -274,7 +228,7 @@ def parse_config(
         keys = _SECTIONS[section]
         for key, value in table.items():
             if key not in keys:
-                problems.append(f"{section}.{key}: unknown key{_did_you_mean(key, list(keys))}")
+                problems.append(f"{section}.{key}: unknown key{did_you_mean(key, list(keys))}")
                 continue
             attr, convert = keys[key]
             try:
@@ -290,7 +244,7 @@ def parse_config(
             problems.append('library.paths: expected a list of folders such as ["/srv/music"]')
         else:
             try:
-                library["paths"] = tuple(_resolve(p, base_dir) for p in paths)
+                library["paths"] = tuple(resolve_path(p, base_dir) for p in paths)
             except ValueError:
                 problems.append("library.paths: every entry must be a non-empty string")
             else:
@@ -299,7 +253,7 @@ def parse_config(
         library["paths"] = default_library_paths(env)
     store = values["store"]
     try:
-        store["path"] = _resolve(store["path"], base_dir) if "path" in store else None
+        store["path"] = resolve_path(store["path"], base_dir) if "path" in store else None
     except ValueError:
         problems.append("store.path: expected the path of the SQLite file")
     memory = values["memory"]
@@ -327,7 +281,7 @@ def parse_config(
 
 def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
                problems: list[str]) -> PlaylistKeeperConfig:
-    """Read `[[playlists]]` and `[playlist_keeper]`; the specs are checked by playlist_io."""
+    """Read `[[playlists]]` and `[playlist_keeper]`; the specs are checked by playlists.request."""
     values: dict[str, Any] = {}
     if keeper is not None:
         if not isinstance(keeper, dict):
@@ -338,15 +292,13 @@ def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
                 if key == "debounce":
                     values["debounce_s"] = parse_duration(value)
                 elif key == "history":
-                    values["history"] = _resolve(value, base_dir)
+                    values["history"] = resolve_path(value, base_dir)
                 else:
                     problems.append(f"playlist_keeper.{key}: unknown key"
-                                    f"{_did_you_mean(key, ['debounce', 'history'])}")
+                                    f"{did_you_mean(key, ['debounce', 'history'])}")
             except ValueError as exc:
                 problems.append(f"playlist_keeper.{key}: {exc}")
     if tables is not None:
-        from tunescout.playlists.io import parse_playlist_specs  # numpy: only when playlists exist
-
         specs, found = parse_playlist_specs(tables, base_dir)
         problems.extend(found)
         values["specs"] = tuple(specs)

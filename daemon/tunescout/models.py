@@ -11,11 +11,14 @@ from typing import Any, NamedTuple
 # Version of each feature group. Raising one makes the daemon re-queue, at start, one file of
 # every recording stored at an older version, and recompute only that group for it.
 FEATURE_VERSIONS: dict[str, int] = {
+    "timbre": 1,
     "rhythm": 1,
     "tonal": 1,
     "loudness": 1,
-    "timbre": 1,
 }
+# The feature groups, the one list of their names: playlists lay out their vector columns, weigh
+# and explain distances in this order.
+FEATURE_GROUPS: tuple[str, ...] = tuple(FEATURE_VERSIONS)
 
 UNANALYSED_AUDIO = frozenset(
     {

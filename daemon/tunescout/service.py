@@ -76,7 +76,7 @@ class Service:
         """Return a PlaylistKeeper for the configured playlists, or None when there are none."""
         if not config.playlists.specs:
             return None
-        from tunescout.playlists.io import PlaylistKeeper  # numpy: only with playlists configured
+        from tunescout.playlists.keeper import PlaylistKeeper  # numpy: only with playlists configured
 
         history = config.playlists.history or config.store.path.with_name("playlist-history.json")
         return PlaylistKeeper(config.playlists.specs, config.playlists.debounce_s, history,

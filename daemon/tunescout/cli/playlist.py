@@ -11,32 +11,19 @@ import enum
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunescout.config import Config, load_config
-from tunescout.errors import ConfigError, PlaylistError, StoreError
-from tunescout.playlists.engine import (
-    ORDERS,
-    Catalogue,
-    Playlist,
-    Rules,
-    TrackNotFound,
-    parse_range,
-    parse_weights,
-)
-from tunescout.playlists.io import (
-    FORMATS,
-    PlaylistSpec,
-    atomic_write,
-    build_from_spec,
-    explain_text,
-    recent_digests,
-    record_history,
-    render,
-    tracks_from_rows,
-)
+from tunescout.config import Config
+from tunescout.errors import PlaylistError
+from tunescout.playlists.atomic import atomic_write
+from tunescout.playlists.catalogue import Catalogue, TrackNotFound
+from tunescout.playlists.explain import Playlist
+from tunescout.playlists.history import recent_digests, record_history
+from tunescout.playlists.keeper import build_from_spec, tracks_from_rows
+from tunescout.playlists.render import explain_text, render
+from tunescout.playlists.request import FORMATS, ORDERS, PlaylistSpec, Rules, parse_range, parse_weights
 from tunescout.store.reader import StoreReader
 
 
@@ -197,28 +184,3 @@ def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, hist
             sys.stderr.write(f"{entry.track.path}\n  {explain_text(entry)}\n")
     _err(f"wrote {len(playlist.entries)} tracks to {spec.output}")
     return Exit.OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `tunescout [--config FILE] playlist ...` until cli.py dispatches it (tests use this)."""
-    parser = argparse.ArgumentParser(prog="tunescout")
-    parser.add_argument("--config", type=Path)
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_playlist_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        _err(f"configuration {exc.source} is invalid: " + "; ".join(exc.problems))
-        return Exit.USAGE
-    try:
-        return cmd_playlist(args, config)
-    except StoreError as exc:
-        _err(str(exc))
-        return Exit.UNAVAILABLE
-    except BrokenPipeError:
-        return Exit.OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

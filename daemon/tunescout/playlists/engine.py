@@ -11,33 +11,19 @@ every candidate; nothing is ever compared pairwise over the whole library.
 from __future__ import annotations
 
 import math
-import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
 from tunescout.errors import PlaylistError
-from tunescout.playlists.tagquery import normalise_text, normalise_title, parse_where, tag_texts
-from tunescout.playlists.vectors import (
-    GROUPS,
-    FeatureMatrix,
-    build_matrix,
-    camelot_index,
-    column_weights,
-    group_distances,
-)
+from tunescout.playlists.camelot import KEY_COMPATIBLE, KEY_DISTANCE
+from tunescout.playlists.catalogue import Catalogue, IntArray
+from tunescout.playlists.explain import Playlist, explain_picks, label, shortfall
+from tunescout.playlists.request import Rules, parse_where
+from tunescout.playlists.vectors import FloatArray, column_weights
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
-Order = Literal["flow", "ramp", "similarity"]
-ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
-
-DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
 FLOW_WEIGHT = 0.6  # how much a smooth step counts against closeness to the seed
 RAMP_WEIGHT = 1.0
 TEMPO_UNIT = math.log2(1.04)  # a 4 % tempo step costs as much as one Camelot step
@@ -45,285 +31,6 @@ RAMP_UNIT = math.log2(1.02)
 SHORTLIST_PER_TRACK = 40
 SHORTLIST_MIN = 2000
 _NEVER = np.iinfo(np.int64).max // 4
-
-
-class TrackNotFound(PlaylistError):
-    """A seed or path end that is not among the analysed tracks."""
-
-
-# --- keys ----------------------------------------------------------------------------------------
-
-
-def _camelot_code(index: int) -> str:
-    return f"{index // 2 + 1}{'B' if index % 2 else 'A'}"
-
-
-def _key_tables() -> tuple[npt.NDArray[np.bool_], FloatArray]:
-    """Return (compatible, distance) over 24 Camelot codes plus a last row/column for "unknown"."""
-    compatible = np.zeros((25, 25), dtype=bool)
-    distance = np.full((25, 25), 1.0)  # unknown keys: one step, neither free nor forbidden
-    for a in range(24):
-        for b in range(24):
-            steps = abs(a // 2 - b // 2)
-            steps = min(steps, 12 - steps)
-            letter = a % 2 != b % 2
-            compatible[a, b] = (steps <= 1 and not letter) or (steps == 0 and letter)
-            distance[a, b] = steps + letter
-    return compatible, distance
-
-
-KEY_COMPATIBLE, KEY_DISTANCE = _key_tables()
-
-
-def camelot_compatible(a: str | None, b: str | None) -> bool:
-    """Return whether two Camelot codes mix: same, ±1 on the wheel, or relative major/minor."""
-    ia, ib = camelot_index(a), camelot_index(b)
-    return ia is not None and ib is not None and bool(KEY_COMPATIBLE[ia, ib])
-
-
-def key_step(a: str | None, b: str | None) -> str | None:
-    """Describe the move from key a to key b: "8A→9A (+1)", "8A→8B (relative)", "8A→3B (clash)"."""
-    ia, ib = camelot_index(a), camelot_index(b)
-    if ia is None or ib is None:
-        return None
-    if ia == ib:
-        how = "same"
-    elif ia // 2 == ib // 2:
-        how = "relative"
-    elif KEY_COMPATIBLE[ia, ib]:
-        how = "+1" if (ib // 2 - ia // 2) % 12 == 1 else "-1"
-    else:
-        how = "clash"
-    return f"{a}→{b} ({how})"
-
-
-# --- requests and results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Track:
-    """One analysed file as the store returns it."""
-
-    path: Path
-    digest: str
-    duration_s: float | None
-    tags: Mapping[str, Any]
-    features: Mapping[str, Mapping[str, Any]]
-
-    @property
-    def artist(self) -> str:
-        return "; ".join(tag_texts(self.tags, "artist") or tag_texts(self.tags, "albumartist"))
-
-    @property
-    def title(self) -> str:
-        return "; ".join(tag_texts(self.tags, "title")) or os.fsdecode(self.path.stem)
-
-    @property
-    def album(self) -> str:
-        return "; ".join(tag_texts(self.tags, "album"))
-
-    def feature(self, group: str, key: str) -> Any:
-        return (self.features.get(group) or {}).get(key)
-
-    @property
-    def tempo_bpm(self) -> float | None:
-        value = self.feature("rhythm", "tempo_bpm")
-        return float(value) if isinstance(value, int | float) else None
-
-    @property
-    def camelot(self) -> str | None:
-        value = self.feature("tonal", "camelot")
-        return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Everything that shapes a playlist besides its seeds; the defaults make a sensible mix."""
-
-    length: int = 30
-    order: Order = "flow"
-    bpm_range: tuple[float, float] | None = None  # (from, to): a ramp goes from → to
-    bpm_tolerance_pct: float | None = None  # around the seeds; along a path, per step
-    key_compatible: bool = False
-    duration_range_s: tuple[float, float] | None = None
-    loudness_range_lufs: tuple[float, float] | None = None
-    where: str | None = None
-    artist_spacing: int = 3  # two tracks by one artist are at least this many positions apart
-    album_spacing: int = 5
-    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    exclude_digests: frozenset[str] = frozenset()  # e.g. everything in the last K playlists
-
-    def check(self) -> None:
-        """Raise PlaylistError for a request that makes no sense."""
-        if self.length < 1:
-            raise PlaylistError("--length must be at least 1")
-        if self.order not in ORDERS:
-            raise PlaylistError(f"--order must be one of {', '.join(ORDERS)}")
-        unknown = sorted(set(self.weights) - set(GROUPS))
-        if unknown:
-            raise PlaylistError(f"unknown weight {unknown[0]!r}; groups are {', '.join(GROUPS)}")
-        if any(w < 0 or not math.isfinite(w) for w in self.weights.values()):
-            raise PlaylistError("weights must be zero or more")
-        if not any(self.weights.get(g, 0.0) > 0 for g in GROUPS):
-            raise PlaylistError("at least one weight must be above zero")
-        if self.artist_spacing < 0 or self.album_spacing < 0:
-            raise PlaylistError("spacing cannot be negative")
-        if self.bpm_tolerance_pct is not None and self.bpm_tolerance_pct < 0:
-            raise PlaylistError("--bpm-tolerance cannot be negative")
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why a track is where it is."""
-
-    reference: str  # what the distance is measured to: "seed Artist - Title", "path 40 %"
-    distance: float  # weighted, in standardised units (σ)
-    by_group: Mapping[str, float]  # unweighted RMS distance per feature group, in σ
-    bpm: float | None
-    bpm_step_pct: float | None  # from the previous track (or the seed / start)
-    key: str | None
-    key_step: str | None
-
-
-@dataclass(frozen=True)
-class Entry:
-    track: Track
-    why: Explanation
-
-
-@dataclass(frozen=True)
-class Playlist:
-    mode: str  # "similar", "path" or "query"
-    entries: tuple[Entry, ...]
-    seeds: tuple[Track, ...]
-    notes: tuple[str, ...] = ()  # e.g. "only 12 of 30 tracks satisfy the rules"
-
-    @property
-    def tracks(self) -> list[Track]:
-        return [entry.track for entry in self.entries]
-
-
-# --- the catalogue -------------------------------------------------------------------------------
-
-
-class _Groups:
-    """Track indices keyed by a small integer id: who shares an artist, an album, a recording."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.members: list[list[int]] = []
-
-    def add(self, key: str, index: int) -> int:
-        ident = self.ids.setdefault(key, len(self.ids))
-        if ident == len(self.members):
-            self.members.append([])
-        self.members[ident].append(index)
-        return ident
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """A library indexed for playlists; build once per library change with `Catalogue.build`."""
-
-    tracks: tuple[Track, ...]
-    matrix: FeatureMatrix
-    tempo_bpm: FloatArray
-    camelot: IntArray  # 0..23, 24 when unknown
-    lufs: FloatArray
-    duration_s: FloatArray
-    recording: IntArray  # tracks with one id are one recording (same digest or artist + title)
-    recording_members: Sequence[Sequence[int]]
-    artists: Sequence[Sequence[int]]
-    artist_members: Sequence[Sequence[int]]
-    album: IntArray  # -1 when unknown
-    album_members: Sequence[Sequence[int]]
-    by_path: Mapping[Path, int]
-
-    @classmethod
-    def build(cls, tracks: Sequence[Track]) -> Catalogue:
-        """Index tracks: vectors standardised over these tracks, and the grouping tables."""
-        artists, albums = _Groups(), _Groups()
-        artist_ids: list[list[int]] = []
-        album_ids = np.full(len(tracks), -1, dtype=np.intp)
-        for i, track in enumerate(tracks):
-            names = tag_texts(track.tags, "artist") or tag_texts(track.tags, "albumartist")
-            artist_ids.append(sorted({artists.add(normalise_text(n), i) for n in names}))
-            album_key = _album_key(track)
-            if album_key:
-                album_ids[i] = albums.add(album_key, i)
-        recording, recording_members = _recordings(tracks)
-        return cls(
-            tracks=tuple(tracks),
-            matrix=build_matrix([t.features for t in tracks]),
-            tempo_bpm=_floats(t.tempo_bpm for t in tracks),
-            camelot=np.array([_camelot_or_unknown(t.camelot) for t in tracks], dtype=np.intp),
-            lufs=_floats(t.feature("loudness", "integrated_lufs") for t in tracks),
-            duration_s=_floats(t.duration_s for t in tracks),
-            recording=recording,
-            recording_members=recording_members,
-            artists=artist_ids,
-            artist_members=artists.members,
-            album=album_ids,
-            album_members=albums.members,
-            by_path={t.path: i for i, t in enumerate(tracks)},
-        )
-
-    def __len__(self) -> int:
-        return len(self.tracks)
-
-    def index(self, path: Path) -> int:
-        """Return a track's index; raise PlaylistError when it is not in the analysed library."""
-        for candidate in dict.fromkeys([path, Path(os.path.abspath(path)), Path(os.path.realpath(path))]):
-            if candidate in self.by_path:
-                return self.by_path[candidate]
-        raise TrackNotFound(f"{path} is not in the analysed library (not yet analysed, or not audio)")
-
-
-def _floats(values: Iterable[Any]) -> FloatArray:
-    return np.array([float(v) if isinstance(v, int | float) else math.nan for v in values], dtype=np.float64)
-
-
-def _camelot_or_unknown(code: str | None) -> int:
-    index = camelot_index(code)
-    return 24 if index is None else index
-
-
-def _album_key(track: Track) -> str | None:
-    """Return what identifies a track's album: its MusicBrainz id, else album artist + title."""
-    mbid = tag_texts(track.tags, "musicbrainz_albumid")
-    if mbid:
-        return "mb:" + mbid[0].strip().lower()
-    album = tag_texts(track.tags, "album")
-    if not album:
-        return None
-    owner = tag_texts(track.tags, "albumartist") or tag_texts(track.tags, "artist")
-    return "t:" + normalise_text("; ".join(owner)) + "\0" + normalise_text(album[0])
-
-
-def _recordings(tracks: Sequence[Track]) -> tuple[IntArray, list[list[int]]]:
-    """Group tracks that are one recording: same digest, or same folded artist and title (union-find)."""
-    parent = list(range(len(tracks)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[str, int] = {}
-    for i, track in enumerate(tracks):
-        keys = ["d:" + track.digest]
-        artist, title = track.artist, tag_texts(track.tags, "title")
-        if artist and title:
-            keys.append("t:" + normalise_text(artist) + "\0" + normalise_title(title[0]))
-        for key in keys:
-            if key in owner:
-                parent[root(i)] = root(owner[key])
-            else:
-                owner[key] = i
-    groups = _Groups()
-    ids = np.array([groups.add(str(root(i)), i) for i in range(len(tracks))], dtype=np.intp)
-    return ids, groups.members
 
 
 # --- filters -------------------------------------------------------------------------------------
@@ -460,9 +167,9 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules) -> Play
             break
         taken[nearest[chosen]] += 1
     refs = [int(seeds[nearest[i]]) for i in walk.picks]
-    entries = _explain(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
-                       [f"seed {_label(cat.tracks[r])}" for r in refs], seeds[0])
-    return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds), _shortfall(rules, entries))
+    entries = explain_picks(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
+                       [f"seed {label(cat.tracks[r])}" for r in refs], seeds[0])
+    return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds), shortfall(rules, entries))
 
 
 def _squared_distances(weighted: FloatArray, ref: FloatArray) -> FloatArray:
@@ -576,9 +283,9 @@ def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlis
     picks.append(end)
     shares = [float(np.clip(along[i], 0.0, 1.0)) for i in picks]
     a, b = cat.matrix.values[start], cat.matrix.values[end]
-    entries = _explain(cat, rules, picks, [a + s * (b - a) for s in shares],
+    entries = explain_picks(cat, rules, picks, [a + s * (b - a) for s in shares],
                        [f"path {100 * s:.0f} %" for s in shares], -1)
-    return Playlist("path", entries, (cat.tracks[start], cat.tracks[end]), _shortfall(inner, entries))
+    return Playlist("path", entries, (cat.tracks[start], cat.tracks[end]), shortfall(inner, entries))
 
 
 def _steps_into(cat: Catalogue, rules: Rules, rows: IntArray, end: int) -> npt.NDArray[np.bool_]:
@@ -609,91 +316,8 @@ def query_playlist(cat: Catalogue, query: str, rules: Rules) -> Playlist:
         raise PlaylistError(f"no analysed track matches {query!r}")
     weighted = cat.matrix.values[matches] * column_weights(cat.matrix.layout, rules.weights)
     centre = int(matches[np.argmin(_squared_distances(weighted, weighted.mean(axis=0)))])
-    first = _explain(cat, rules, [centre], [cat.matrix.values[matches].mean(axis=0)],
+    first = explain_picks(cat, rules, [centre], [cat.matrix.values[matches].mean(axis=0)],
                      [f"centre of {query}"], -1)
     rest = similar_playlist(cat, [centre], narrowed).entries if rules.length > 1 else ()
     entries = first + rest
-    return Playlist("query", entries, (), _shortfall(rules, entries))
-
-
-# --- explanations --------------------------------------------------------------------------------
-
-
-def _explain(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequence[FloatArray],
-             labels: Sequence[str], before: int) -> tuple[Entry, ...]:
-    """Return the entries with their distance by group and their tempo/key step from the previous.
-
-    `refs` are the standardised (unweighted) vectors each pick is measured against.
-    """
-    entries = []
-    previous = before
-    for i, index in enumerate(picks):
-        track = cat.tracks[index]
-        row = np.array([index], dtype=np.intp)
-        groups = dict(zip(GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
-        total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
-        prev_track = cat.tracks[previous] if previous >= 0 else None
-        entries.append(Entry(track, Explanation(
-            reference=labels[i], distance=total, by_group=groups, bpm=track.tempo_bpm,
-            bpm_step_pct=_bpm_step(prev_track, track), key=track.camelot,
-            key_step=key_step(prev_track.camelot, track.camelot) if prev_track else None,
-        )))
-        previous = index
-    return tuple(entries)
-
-
-def _bpm_step(before: Track | None, after: Track) -> float | None:
-    if before is None or before.tempo_bpm is None or after.tempo_bpm is None or before.tempo_bpm <= 0:
-        return None
-    return 100.0 * (after.tempo_bpm / before.tempo_bpm - 1.0)
-
-
-def _label(track: Track) -> str:
-    return f"{track.artist} - {track.title}" if track.artist else track.title
-
-
-def _shortfall(rules: Rules, entries: Sequence[Entry]) -> tuple[str, ...]:
-    if len(entries) >= rules.length:
-        return ()
-    return (f"only {len(entries)} of {rules.length} tracks satisfy the rules; loosen a filter "
-            "or the spacing",)
-
-
-# --- parsing what people write -------------------------------------------------------------------
-
-def parse_range(text: str, what: str, *, clock: bool = False) -> tuple[float, float]:
-    """Return (from, to) of "100-130", "-14..-8" or "2:30-6:00" (clock=True: m:ss allowed)."""
-    match = re.match(r"^\s*(-?[\d.:]+?)\s*(?:\.\.|-|\bto\b)\s*(-?[\d.:]+)\s*$", text)
-    if match is None:
-        raise PlaylistError(f"{what}: cannot read {text!r}; write it like 100-130 (or -14..-8)")
-    try:
-        low, high = (_clock(g) if clock else float(g) for g in match.groups())
-    except ValueError as exc:
-        raise PlaylistError(f"{what}: cannot read {text!r}: {exc}") from exc
-    return low, high
-
-
-def _clock(text: str) -> float:
-    """Return seconds of "245", "4:05" or "1:02:03"."""
-    parts = text.split(":")
-    if not all(p.replace(".", "", 1).isdigit() for p in parts) or len(parts) > 3:
-        raise ValueError(f"{text!r} is not a duration like 4:05 or 245")
-    seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60.0 + float(part)
-    return seconds
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """Return weights from "timbre=1,rhythm=1,tonal=0.5"; groups not named keep their default."""
-    weights = dict(DEFAULT_WEIGHTS)
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, value = item.partition("=")
-        name = name.strip().lower()
-        if name not in GROUPS:
-            raise PlaylistError(f"--weights: unknown group {name!r}; groups are {', '.join(GROUPS)}")
-        try:
-            weights[name] = float(value)
-        except ValueError as exc:
-            raise PlaylistError(f"--weights: {item!r} needs a number, as in {name}=0.5") from exc
-    return weights
+    return Playlist("query", entries, (), shortfall(rules, entries))

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import camelot_index
+
 FloatArray = npt.NDArray[np.float64]
 
-GROUPS = ("timbre", "rhythm", "tonal", "loudness")
 CLIP = 4.0  # standardised values beyond ±4 IQR-sigmas are outliers, not "more different"
 IQR_TO_SIGMA = 1.349  # the IQR of a normal distribution, in standard deviations
 CAMELOT_SCALE = 0.7071  # cos/sin of uniformly spread keys have this standard deviation
@@ -95,22 +97,12 @@ class FeatureMatrix:
     scale: FloatArray
 
 
-def camelot_index(code: Any) -> int | None:
-    """Return 0..23 for "1A".."12B" (number-1)*2 + (B), or None when not a Camelot code."""
-    if not isinstance(code, str) or len(code) < 2 or code[-1] not in "AB" or not code[:-1].isdigit():
-        return None
-    number = int(code[:-1])
-    if not 1 <= number <= 12:
-        return None
-    return (number - 1) * 2 + (code[-1] == "B")
-
-
 def build_layout() -> Layout:
     """Return the column layout every FeatureMatrix uses."""
     names: list[str] = []
     shares: list[float] = []
     slices: dict[str, slice] = {}
-    for group in GROUPS:
+    for group in FEATURE_GROUPS:
         features = [f for f in _FEATURES if f.group == group]
         start = len(names)
         for feature in features:
@@ -202,8 +194,8 @@ def column_weights(layout: Layout, weights: Mapping[str, float]) -> FloatArray:
 def group_distances(matrix: FeatureMatrix, rows: npt.NDArray[np.intp], ref: FloatArray) -> FloatArray:
     """Return (len(rows), G) root-mean-square distances per group to a reference vector, in σ."""
     diff = matrix.values[rows] - ref
-    out = np.empty((len(rows), len(GROUPS)))
-    for g, group in enumerate(GROUPS):
+    out = np.empty((len(rows), len(FEATURE_GROUPS)))
+    for g, group in enumerate(FEATURE_GROUPS):
         part = matrix.layout.slices[group]
         share = matrix.layout.share[part]
         out[:, g] = np.sqrt((diff[:, part] ** 2) @ share)

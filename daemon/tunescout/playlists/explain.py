@@ -1,0 +1,92 @@
+"""Why each track is where it is: the results a playlist is made of, and their reasons.
+
+An Explanation gives the distance (in total and per feature group) to what the track was
+measured against, and the tempo and key step from the track before it, so that `--explain`
+and the JSON output say why without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tunescout.models import FEATURE_GROUPS
+from tunescout.playlists.camelot import key_step
+from tunescout.playlists.catalogue import Catalogue, Track
+from tunescout.playlists.request import Rules
+from tunescout.playlists.vectors import FloatArray, group_distances
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a track is where it is."""
+
+    reference: str  # what the distance is measured to: "seed Artist - Title", "path 40 %"
+    distance: float  # weighted, in standardised units (σ)
+    by_group: Mapping[str, float]  # unweighted RMS distance per feature group, in σ
+    bpm: float | None
+    bpm_step_pct: float | None  # from the previous track (or the seed / start)
+    key: str | None
+    key_step: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    track: Track
+    why: Explanation
+
+
+@dataclass(frozen=True)
+class Playlist:
+    mode: str  # "similar", "path" or "query"
+    entries: tuple[Entry, ...]
+    seeds: tuple[Track, ...]
+    notes: tuple[str, ...] = ()  # e.g. "only 12 of 30 tracks satisfy the rules"
+
+    @property
+    def tracks(self) -> list[Track]:
+        return [entry.track for entry in self.entries]
+
+
+
+def explain_picks(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequence[FloatArray],
+             labels: Sequence[str], before: int) -> tuple[Entry, ...]:
+    """Return the entries with their distance by group and their tempo/key step from the previous.
+
+    `refs` are the standardised (unweighted) vectors each pick is measured against.
+    """
+    entries = []
+    previous = before
+    for i, index in enumerate(picks):
+        track = cat.tracks[index]
+        row = np.array([index], dtype=np.intp)
+        groups = dict(zip(FEATURE_GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
+        total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
+        prev_track = cat.tracks[previous] if previous >= 0 else None
+        entries.append(Entry(track, Explanation(
+            reference=labels[i], distance=total, by_group=groups, bpm=track.tempo_bpm,
+            bpm_step_pct=_bpm_step(prev_track, track), key=track.camelot,
+            key_step=key_step(prev_track.camelot, track.camelot) if prev_track else None,
+        )))
+        previous = index
+    return tuple(entries)
+
+
+def _bpm_step(before: Track | None, after: Track) -> float | None:
+    if before is None or before.tempo_bpm is None or after.tempo_bpm is None or before.tempo_bpm <= 0:
+        return None
+    return 100.0 * (after.tempo_bpm / before.tempo_bpm - 1.0)
+
+
+def label(track: Track) -> str:
+    return f"{track.artist} - {track.title}" if track.artist else track.title
+
+
+def shortfall(rules: Rules, entries: Sequence[Entry]) -> tuple[str, ...]:
+    if len(entries) >= rules.length:
+        return ()
+    return (f"only {len(entries)} of {rules.length} tracks satisfy the rules; loosen a filter "
+            "or the spacing",)

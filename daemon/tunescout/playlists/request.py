@@ -1,0 +1,387 @@
+"""What a playlist request says, numpy-free so that `config` can import it typed.
+
+The rules (`Rules`), a configured playlist (`PlaylistSpec`), and parsing what people write:
+ranges ("100-130", "2:30-6:00"), weights ("timbre=1,tonal=0.5"), tag expressions
+(`genre=rock and (artist~bowie or not date<1970)`) and the `[[playlists]]` config tables. The
+tag expressions live here, not beside the engine, so that a typo in a configured playlist is
+reported when the config is read, not at the first rebuild. Imports leaves only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tunescout.convert import Converter, choice, did_you_mean, flag, int_in, number, resolve_path, text
+from tunescout.errors import PlaylistError
+from tunescout.models import FEATURE_GROUPS
+
+Order = Literal["flow", "ramp", "similarity"]
+ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
+FORMATS = ("m3u8", "json")
+HISTORY_KEEP = 100  # playlists remembered for "not in the last K playlists"
+DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Everything that shapes a playlist besides its seeds; the defaults make a sensible mix."""
+
+    length: int = 30
+    order: Order = "flow"
+    bpm_range: tuple[float, float] | None = None  # (from, to): a ramp goes from → to
+    bpm_tolerance_pct: float | None = None  # around the seeds; along a path, per step
+    key_compatible: bool = False
+    duration_range_s: tuple[float, float] | None = None
+    loudness_range_lufs: tuple[float, float] | None = None
+    where: str | None = None
+    artist_spacing: int = 3  # two tracks by one artist are at least this many positions apart
+    album_spacing: int = 5
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    exclude_digests: frozenset[str] = frozenset()  # e.g. everything in the last K playlists
+
+    def check(self) -> None:
+        """Raise PlaylistError for a request that makes no sense."""
+        if self.length < 1:
+            raise PlaylistError("--length must be at least 1")
+        if self.order not in ORDERS:
+            raise PlaylistError(f"--order must be one of {', '.join(ORDERS)}")
+        unknown = sorted(set(self.weights) - set(FEATURE_GROUPS))
+        if unknown:
+            raise PlaylistError(f"unknown weight {unknown[0]!r}; groups are {', '.join(FEATURE_GROUPS)}")
+        if any(w < 0 or not math.isfinite(w) for w in self.weights.values()):
+            raise PlaylistError("weights must be zero or more")
+        if not any(self.weights.get(g, 0.0) > 0 for g in FEATURE_GROUPS):
+            raise PlaylistError("at least one weight must be above zero")
+        if self.artist_spacing < 0 or self.album_spacing < 0:
+            raise PlaylistError("spacing cannot be negative")
+        if self.bpm_tolerance_pct is not None and self.bpm_tolerance_pct < 0:
+            raise PlaylistError("--bpm-tolerance cannot be negative")
+
+
+@dataclass(frozen=True)
+class PlaylistSpec:
+    """One `[[playlists]]` table (or one command line): what to build and where to write it."""
+
+    name: str
+    output: Path
+    rules: Rules = field(default_factory=Rules)
+    seeds: tuple[Path, ...] = ()
+    query: str | None = None
+    path_from: Path | None = None
+    path_to: Path | None = None
+    format: str = "m3u8"
+    relative: bool = False
+    exclude_recent: int = 0
+
+
+# --- ranges and weights --------------------------------------------------------------------------
+
+
+def parse_range(text: str, what: str, *, clock: bool = False) -> tuple[float, float]:
+    """Return (from, to) of "100-130", "-14..-8" or "2:30-6:00" (clock=True: m:ss allowed)."""
+    match = re.match(r"^\s*(-?[\d.:]+?)\s*(?:\.\.|-|\bto\b)\s*(-?[\d.:]+)\s*$", text)
+    if match is None:
+        raise PlaylistError(f"{what}: cannot read {text!r}; write it like 100-130 (or -14..-8)")
+    try:
+        low, high = (_clock(g) if clock else float(g) for g in match.groups())
+    except ValueError as exc:
+        raise PlaylistError(f"{what}: cannot read {text!r}: {exc}") from exc
+    return low, high
+
+
+def _clock(text: str) -> float:
+    """Return seconds of "245", "4:05" or "1:02:03"."""
+    parts = text.split(":")
+    if not all(p.replace(".", "", 1).isdigit() for p in parts) or len(parts) > 3:
+        raise ValueError(f"{text!r} is not a duration like 4:05 or 245")
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60.0 + float(part)
+    return seconds
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """Return weights from "timbre=1,rhythm=1,tonal=0.5"; groups not named keep their default."""
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in FEATURE_GROUPS:
+            raise PlaylistError(f"--weights: unknown group {name!r}; groups are {', '.join(FEATURE_GROUPS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError as exc:
+            raise PlaylistError(f"--weights: {item!r} needs a number, as in {name}=0.5") from exc
+    return weights
+
+
+# --- tag text: what counts as the same artist or album -------------------------------------------
+
+
+def normalise_text(text: str) -> str:
+    """Return text folded for comparison: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def tag_texts(tags: Mapping[str, Any], key: str) -> list[str]:
+    """Return a tag's values as strings (tags hold str, list[str] or int)."""
+    value = tags.get(key)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [str(item) for item in items if str(item).strip()]
+
+
+# --- the tag expression: genre=rock and (artist~bowie or not date<1970) ------------------------
+
+TagFilter = Callable[[Mapping[str, Any]], bool]
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<paren>[()])|(?P<op>!=|!~|<=|>=|=|~|<|>)|"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'"""
+    r"""|(?P<word>[^\s()=~<>!"']+))"""
+)
+_NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
+
+
+def parse_where(text: str) -> TagFilter:
+    """Compile a tag expression; raise PlaylistError naming the place it went wrong.
+
+    Grammar: `or` of `and` of [`not`] comparisons `key OP value` or parenthesised expressions.
+    OP: `=` equal, `!=` not equal, `~` contains, `!~` does not contain (all case-insensitive),
+    `<` `<=` `>` `>=` compare the leading number (a year in `date`). A list tag matches when any
+    of its values does; a missing tag matches only `!=` and `!~`.
+    """
+    tokens = _tokenise(text)
+    parser = _Parser(text, tokens)
+    result = parser.expression()
+    if parser.position < len(tokens):
+        raise PlaylistError(f"--where {text!r}: unexpected {tokens[parser.position][1]!r}")
+    return result
+
+
+def _tokenise(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        if not text[position:].strip():
+            break
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise PlaylistError(f"--where {text!r}: cannot read {text[position:].strip()!r}")
+        kind = match.lastgroup or "word"
+        value = match.group(kind)
+        if kind in ("dq", "sq"):
+            kind = "text"
+        elif kind == "word" and value.lower() in ("and", "or", "not"):
+            kind = value.lower()
+        tokens.append((kind, value))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens; each method returns a compiled TagFilter."""
+
+    def __init__(self, text: str, tokens: list[tuple[str, str]]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.position = 0
+
+    def _peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _take(self, *kinds: str) -> tuple[str, str]:
+        token = self._peek()
+        if token is None or token[0] not in kinds:
+            found = repr(token[1]) if token else "the end"
+            raise PlaylistError(f"--where {self.text!r}: expected {' or '.join(kinds)}, found {found}")
+        self.position += 1
+        return token
+
+    def expression(self) -> TagFilter:
+        parts = [self._conjunction()]
+        while (token := self._peek()) is not None and token[0] == "or":
+            self.position += 1
+            parts.append(self._conjunction())
+        return parts[0] if len(parts) == 1 else (lambda tags: any(p(tags) for p in parts))
+
+    def _conjunction(self) -> TagFilter:
+        parts = [self._negation()]
+        while (token := self._peek()) is not None and token[0] == "and":
+            self.position += 1
+            parts.append(self._negation())
+        return parts[0] if len(parts) == 1 else (lambda tags: all(p(tags) for p in parts))
+
+    def _negation(self) -> TagFilter:
+        token = self._peek()
+        if token is not None and token[0] == "not":
+            self.position += 1
+            inner = self._negation()
+            return lambda tags: not inner(tags)
+        if token is not None and token == ("paren", "("):
+            self.position += 1
+            inner = self.expression()
+            if self._take("paren")[1] != ")":
+                raise PlaylistError(f"--where {self.text!r}: expected ')'")
+            return inner
+        key = self._take("word", "text")[1]
+        op = self._take("op")[1]
+        value = self._take("word", "text")[1]
+        return _comparison(self.text, normalise_text(key), op, value)
+
+
+def _comparison(text: str, key: str, op: str, value: str) -> TagFilter:
+    """Return the filter for one `key OP value`."""
+    key = "date" if key == "year" else key
+    wanted = normalise_text(value)
+    if op in ("<", "<=", ">", ">="):
+        match = _NUMBER.match(value)
+        if match is None:
+            raise PlaylistError(f"--where {text!r}: {key}{op}{value} needs a number after {op!r}")
+        limit = float(match.group(1))
+        compare: Callable[[float], bool] = {
+            "<": lambda x: x < limit, "<=": lambda x: x <= limit,
+            ">": lambda x: x > limit, ">=": lambda x: x >= limit,
+        }[op]
+
+        def numeric(tags: Mapping[str, Any]) -> bool:
+            numbers = (_NUMBER.match(v) for v in tag_texts(tags, key))
+            return any(compare(float(m.group(1))) for m in numbers if m)
+
+        return numeric
+    test: Callable[[str], bool] = (lambda v: v == wanted) if op in ("=", "!=") else (lambda v: wanted in v)
+    negate = op.startswith("!")
+
+    def textual(tags: Mapping[str, Any]) -> bool:
+        hit = any(test(normalise_text(v)) for v in tag_texts(tags, key))
+        return hit != negate
+
+    return textual
+
+
+# --- the [[playlists]] config tables -------------------------------------------------------------
+
+_SPEC_KEYS = (
+    "name", "output", "seeds", "query", "from", "to", "length", "order", "bpm", "bpm_tolerance",
+    "key_compatible", "duration", "loudness", "where", "artist_spacing", "album_spacing", "weights",
+    "format", "relative", "exclude_recent",
+)
+_RULE_KEYS = {
+    "length": "length", "order": "order", "bpm": "bpm_range", "bpm_tolerance": "bpm_tolerance_pct",
+    "key_compatible": "key_compatible", "duration": "duration_range_s",
+    "loudness": "loudness_range_lufs", "where": "where", "artist_spacing": "artist_spacing",
+    "album_spacing": "album_spacing", "weights": "weights",
+}
+
+
+def parse_playlist_specs(raw: Any, base_dir: Path | None = None) -> tuple[list[PlaylistSpec], list[str]]:
+    """Turn the `[[playlists]]` array into specs; return them with every problem as `playlists[i].key: …`."""
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        return [], ["playlists: expected [[playlists]] tables"]
+    specs: list[PlaylistSpec] = []
+    problems: list[str] = []
+    names: set[str] = set()
+    converters = _converters(base_dir)
+    for position, table in enumerate(raw):
+        where = f"playlists[{position}]"
+        spec, found = _parse_spec(table, converters)
+        problems.extend(f"{where}.{p}" for p in found)
+        if spec is not None:
+            if spec.name in names:
+                problems.append(f"{where}.name: {spec.name!r} is used by another playlist")
+            names.add(spec.name)
+            specs.append(spec)
+    return specs, problems
+
+
+def _parse_spec(table: Mapping[str, Any],
+                converters: Mapping[str, Converter]) -> tuple[PlaylistSpec | None, list[str]]:
+    problems = [f"{key}: unknown key{did_you_mean(key, _SPEC_KEYS)}"
+                for key in table if key not in _SPEC_KEYS]
+    values: dict[str, Any] = {}
+    for key, convert in converters.items():
+        if key in table:
+            try:
+                values[key] = convert(table[key])
+            except (ValueError, PlaylistError) as exc:
+                problems.append(f"{key}: {exc}")
+    for key in ("name", "output"):
+        if key not in table:
+            problems.append(f"{key}: required")
+    sources = [k for k in ("seeds", "query", "from") if k in table]
+    if len(sources) != 1:
+        problems.append("seeds: give exactly one of seeds, query, or from + to")
+    if ("from" in table) != ("to" in table):
+        problems.append("to: a path needs both from and to")
+    if problems:
+        return None, problems
+    return _spec(values), []
+
+
+def _spec(values: Mapping[str, Any]) -> PlaylistSpec:
+    rules = Rules(**{attr: values[key] for key, attr in _RULE_KEYS.items() if key in values})
+    output: Path = values["output"]
+    fmt = values.get("format") or ("json" if output.suffix.lower() == ".json" else "m3u8")
+    return PlaylistSpec(
+        name=values["name"], output=output, rules=rules, seeds=tuple(values.get("seeds", ())),
+        query=values.get("query"), path_from=values.get("from"), path_to=values.get("to"),
+        format=fmt, relative=values.get("relative", False),
+        exclude_recent=values.get("exclude_recent", 0),
+    )
+
+
+def _converters(base_dir: Path | None) -> dict[str, Converter]:
+    """Return the converter of each key; paths are relative to the config file's folder."""
+
+    def path(value: Any) -> Path:
+        return resolve_path(value, base_dir)
+
+    def paths(value: Any) -> list[Path]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise ValueError('expected a list of files such as ["/srv/music/a.flac"]')
+        return [path(v) for v in items]
+
+    return {
+        "name": text, "output": path, "seeds": paths, "query": _expression, "from": path, "to": path,
+        "length": int_in(1, 1000), "order": choice(*ORDERS), "bpm": _range("bpm"),
+        "bpm_tolerance": number, "key_compatible": flag, "duration": _range("duration", clock=True),
+        "loudness": _range("loudness"), "where": _expression, "artist_spacing": int_in(0, 100),
+        "album_spacing": int_in(0, 100), "weights": _weights, "format": choice(*FORMATS),
+        "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP),
+    }
+
+
+def _range(what: str, clock: bool = False) -> Converter:
+    def convert(value: Any) -> tuple[float, float]:
+        if isinstance(value, list) and len(value) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            return float(value[0]), float(value[1])
+        if isinstance(value, str):
+            return parse_range(value, what, clock=clock)
+        raise ValueError(f'expected "FROM-TO" or [FROM, TO], such as "{"2:00-7:00" if clock else "100-130"}"')
+    return convert
+
+
+def _weights(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a table such as { timbre = 1, rhythm = 1, tonal = 0.5 }")
+    weights = dict(DEFAULT_WEIGHTS)
+    for group, weight in value.items():
+        if group not in FEATURE_GROUPS:
+            raise ValueError(f"unknown group {group!r}{did_you_mean(group, FEATURE_GROUPS)}")
+        weights[group] = number(weight)
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError("at least one weight must be above zero")
+    return weights
+
+
+def _expression(value: Any) -> str:
+    expression = text(value)
+    parse_where(expression)  # a typo is reported when the config is read, not at the first rebuild
+    return expression
