@@ -14,7 +14,7 @@ import librosa
 import numpy as np
 import pytest
 
-from audio import make_signal
+from support.audio import make_signal
 from tunescout.analysis.features import (
     HOP,
     MEL_FLOOR_DB,
@@ -26,7 +26,7 @@ from tunescout.analysis.features import (
 from tunescout.analysis.loudness import LoudnessMeter
 
 RATE = 22050
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def values(groups: tuple[object, ...]) -> dict[str, dict[str, object]]:

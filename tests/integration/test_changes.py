@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from audio import write_tags, write_track
-from conftest import Daemon, Library, wait_for
+from support.audio import write_tags, write_track
+from support.daemon import Daemon, Library
+from support.processes import wait_for
 
 
 def _analysed(daemon: Daemon, path: Path) -> int:
@@ -244,7 +245,7 @@ def test_a_reload_with_another_analyser_replaces_the_zygote(tmp_path: Path, star
     daemon.wait_log("analysis zygote ready")
     (library.music / "slow one.flac").write_bytes(os.urandom(2000))  # 2 s in its child
     daemon.wait_log(": 1 files")  # the debug line of a batch starting
-    text = library.config.read_text().replace('"analysers:by_name"', '"analysers:titled"')
+    text = library.config.read_text().replace('"support.analysers:by_name"', '"support.analysers:titled"')
     library.config.write_text(text)
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_log("configuration reloaded")

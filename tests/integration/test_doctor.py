@@ -4,7 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import Library
+from support.daemon import Library
 
 
 def test_healthy_setup_passes_including_the_analysis_stack(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from conftest import Library, wait_for
+from support.daemon import Library
+from support.processes import wait_for
 
 GiB = 2**30
 

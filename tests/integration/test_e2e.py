@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from audio import write_garbage, write_tags, write_track
-from conftest import Daemon, Library, daemon_env, wait_for
+from support.audio import write_garbage, write_tags, write_track
+from support.daemon import Daemon, Library
+from support.processes import daemon_env, wait_for
 from tunescout.config import DEFAULT_ANALYSER
 from tunescout.models import FEATURE_VERSIONS
 
@@ -278,7 +279,7 @@ def test_a_raised_feature_version_recomputes_that_group_once_per_recording(
 
 
 def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> None:
-    from playlist_io_helpers import read_paths
+    from support.playlists import read_paths
 
     library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
     out = tmp_path / "playlists" / "similar.m3u8"

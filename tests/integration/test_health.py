@@ -15,8 +15,6 @@ import socket
 import sqlite3
 import statistics
 import struct
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,11 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import DaemonProcess, cheap_sections, toml_text
+from support.daemon import Daemon, Library
 from tunescout.health import watchdog_interval_s
-from tunescout.store import Store
 
-TESTS = Path(__file__).resolve().parent
 START_TIMEOUT_S = 60.0  # a shared, noisy 2-core machine
 WATCHDOG_USEC = 2_000_000  # so a healthy daemon pings every second
 _PRIVATE = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -107,82 +103,8 @@ def pings(notes: list[Notification]) -> list[Notification]:
 # --- the daemon --------------------------------------------------------------------------------
 
 
-class Daemon(DaemonProcess):
-    """A `tunescout run` subprocess with its own library, database, config and log file."""
-
-    def __init__(self, root: Path, notify: NotifySocket, extra_env: dict[str, str],
-                 shell_prefix: str | None) -> None:
-        self.root = root
-        self.library = root / "library"
-        self.library.mkdir()
-        self.db = root / "state" / "tunescout.db"
-        self.config = root / "tunescout.toml"
-        self.write_config()
-        self.log = root / "daemon.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in (*_PRIVATE, "JOURNAL_STREAM", "TUNESCOUT_CONFIG")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-        env["NOTIFY_SOCKET"] = notify.address
-        env.update(extra_env)
-        argv = [sys.executable, "-m", "tunescout", "--config", str(self.config), "run",
-                "--log-target", "stderr"]
-        if shell_prefix is not None:  # `exec` keeps the pid, as systemd's own exec does
-            argv = ["/bin/sh", "-c", f'{shell_prefix} exec "$@"', "sh", *argv]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log)
-
-    def write_config(self, text: str | None = None) -> None:
-        self.config.write_text(text if text is not None else toml_text(cheap_sections(
-            self.library, self.db, intake={"settle": "0.3 s", "rescan_interval": "1 h"},
-            log={"level": "debug"})))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def drop(self, name: str, data: bytes = b"not really audio\n") -> Path:
-        """Write a file into the library the way a copy does: elsewhere first, then moved in."""
-        temp = self.root / f".{name}.incoming"
-        temp.write_bytes(data)
-        path = self.library / name
-        temp.rename(path)
-        return path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def analysed(self) -> int:
-        if not self.db.exists():
-            return 0
-        store = Store.open_readonly(self.db)
-        try:
-            return store.counts()["analysed"]
-        finally:
-            store.close()
-
-    def wait_analysed(self, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.analysed() < count:
-            assert self.proc.poll() is None, f"the daemon exited:\n{self.log_text()}"
-            assert time.monotonic() < deadline, f"not {count} analysed in time:\n{self.log_text()}"
-            time.sleep(0.1)
-
-    def zygote(self, timeout_s: float = START_TIMEOUT_S) -> psutil.Process:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for child in psutil.Process(self.pid).children():
-                try:
-                    if "tunescout.workers.zygote" in child.cmdline():
-                        return child
-                except psutil.NoSuchProcess:
-                    continue
-            time.sleep(0.05)
-        raise AssertionError(f"no zygote under pid {self.pid}:\n{self.log_text()}")
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait; return the exit status."""
-        return self.terminate(timeout_s)
+def _library(root: Path) -> Library:
+    return Library(root, intake={"settle": "0.3 s", "rescan_interval": "1 h"}, log={"level": "debug"})
 
 
 @pytest.fixture
@@ -211,9 +133,8 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
         env = dict(extra_env)
         if watchdog_usec is not None:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
-        root = tmp_path / f"daemon{len(started)}"
-        root.mkdir()
-        daemon = Daemon(root, notify, env, shell_prefix)
+        daemon = Daemon(_library(tmp_path / f"daemon{len(started)}"), notify=notify.address, env=env,
+                        shell_prefix=shell_prefix)
         started.append(daemon)
         return daemon
 
@@ -226,7 +147,7 @@ def wait_ready(notify: NotifySocket, daemon: Daemon) -> Notification:
     try:
         return notify.expect(has("READY"), why="READY=1")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\ndaemon log:\n{daemon.log_text()}") from None
+        raise AssertionError(f"{exc}\ndaemon log:\n{daemon.log()}") from None
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -295,8 +216,8 @@ def test_abstract_socket_credentials_and_clean_stop(abstract_notify: NotifySocke
     daemon.proc.send_signal(signal.SIGTERM)
     stopping = abstract_notify.expect(has("STOPPING"), why="STOPPING=1")
     assert stopping.pid == daemon.pid
-    assert daemon.proc.wait(timeout=60) == 0, daemon.log_text()
-    assert "stopped;" in daemon.log_text()
+    assert daemon.proc.wait(timeout=60) == 0, daemon.log()
+    assert "stopped;" in daemon.log()
 
 
 def test_watchdog_pid_naming_the_daemon_itself_pings(notify: NotifySocket,
@@ -332,20 +253,20 @@ def test_reload_sends_reloading_then_ready_and_survives_a_bad_config(
     assert before_us <= int(reloading.fields["MONOTONIC_USEC"]) <= after_us
     assert reloading.pid == daemon.pid
     notify.expect(has("READY"), why="READY=1 after the reload")
-    notify.expect(lambda n: "reloaded" in daemon.log_text(), timeout_s=10.0, why="(log: reloaded)")
+    notify.expect(lambda n: "reloaded" in daemon.log(), timeout_s=10.0, why="(log: reloaded)")
 
-    daemon.write_config("[library]\npaths = 5\n[wat]\n")
+    daemon.library.write_config("[library]\npaths = 5\n[wat]\n")
     daemon.proc.send_signal(signal.SIGHUP)
     notify.expect(has("RELOADING"), why="RELOADING=1 on a bad config")
     notify.expect(has("READY"), why="READY=1 after a failed reload")
     assert daemon.proc.poll() is None
-    assert "keeping the old configuration" in daemon.log_text()
+    assert "keeping the old configuration" in daemon.log()
 
     daemon.drop("after-reload.mp3")  # still working, with the old configuration
     daemon.wait_analysed(1)
     daemon.proc.send_signal(signal.SIGTERM)
     notify.expect(has("STOPPING"), why="STOPPING=1")
-    assert daemon.proc.wait(timeout=60) == 0, daemon.log_text()
+    assert daemon.proc.wait(timeout=60) == 0, daemon.log()
 
 
 def _environ(process: psutil.Process) -> dict[str, str]:
@@ -365,7 +286,7 @@ def test_zygote_and_children_cannot_notify(notify: NotifySocket, start_daemon: S
     deadline = time.monotonic() + START_TIMEOUT_S
     children: list[psutil.Process] = []
     while not children:
-        assert time.monotonic() < deadline, f"no analysis child appeared:\n{daemon.log_text()}"
+        assert time.monotonic() < deadline, f"no analysis child appeared:\n{daemon.log()}"
         children = zygote.children()
         time.sleep(0.02)
     child_env = _environ(children[0])
@@ -382,7 +303,7 @@ def test_watchdog_goes_silent_while_the_main_loop_waits_on_a_locked_database(
     daemon = start_daemon(notify)
     wait_ready(notify, daemon)
     notify.expect(has("WATCHDOG"), timeout_s=10.0, why="WATCHDOG=1 before the lock")
-    other = sqlite3.connect(daemon.db, isolation_level=None, timeout=30)
+    other = sqlite3.connect(daemon.library.db, isolation_level=None, timeout=30)
     try:
         other.execute("BEGIN IMMEDIATE")  # what an admin's sqlite3 shell in a transaction holds
         # a file moved in is a rename in the database, or queued once settled: a write, which waits

@@ -7,27 +7,20 @@ SYSLOG_IDENTIFIER ($TUNESCOUT_LOG_IDENTIFIER), so `journalctl -t ID` reads only 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import DaemonProcess, cheap_sections, toml_text
+from support.daemon import Daemon, Library
 
-TESTS = Path(__file__).resolve().parent
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-TIMEOUT_S = 60.0  # a shared, noisy 2-core machine
 
 
 def _journald_missing() -> str | None:
@@ -51,63 +44,6 @@ pytestmark = pytest.mark.skipif(_journald_missing() is not None,
                                 reason=_journald_missing() or "journald present")
 
 
-class Daemon(DaemonProcess):
-    """A `tunescout run` subprocess logging to journald under a unique identifier."""
-
-    def __init__(self, root: Path, *, config_log: str, args: list[str]) -> None:
-        self.identifier = f"tunescout-test-{uuid.uuid4().hex[:12]}"
-        self.library = root / "library"
-        self.library.mkdir()
-        self.root = root
-        self.config = root / "tunescout.toml"
-        self.write_config(toml_text(cheap_sections(
-            self.library, root / "tunescout.db",
-            intake={"settle": "0.3 s", "rescan_interval": "1 h"})) + config_log + "\n")
-        self.stderr = root / "stderr.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
-                            "TUNESCOUT_CONFIG")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-        env["TUNESCOUT_LOG_IDENTIFIER"] = self.identifier
-        with self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tunescout", "--config", str(self.config), "run", *args],
-                env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-
-    def write_config(self, text: str) -> None:
-        self.config.write_text(text)
-
-    def drop(self, name: str, data: bytes = b"not really audio\n") -> Path:
-        temp = self.root / f".{name}.incoming"
-        temp.write_bytes(data)
-        path = self.library / name
-        temp.rename(path)
-        return path
-
-    def entries(self, *matches: str) -> list[dict[str, Any]]:
-        """Return this daemon's journal entries (optionally `FIELD=value` matches), oldest first."""
-        subprocess.run(["journalctl", "--sync"], check=True, timeout=TIMEOUT_S)
-        out = subprocess.run(["journalctl", "--no-pager", "-o", "json", "-t", self.identifier,
-                              *matches], capture_output=True, check=True, timeout=TIMEOUT_S).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-    def wait_for(self, event: str, count: int = 1, timeout_s: float = TIMEOUT_S) -> list[dict[str, Any]]:
-        """Return the entries with EVENT=event once there are `count` of them."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = [e for e in self.entries() if e.get("EVENT") == event]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                events = [e.get("EVENT") for e in self.entries()]
-                raise AssertionError(f"no EVENT={event} in the journal (events: {events}); "
-                                     f"stderr:\n{self.stderr.read_text(errors='replace')}")
-            time.sleep(0.2)
-
-    def stop(self) -> int:
-        return self.terminate(TIMEOUT_S)
-
-
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
     started: list[Daemon] = []
@@ -118,9 +54,11 @@ def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
 
 def start(tmp_path: Path, daemons: list[Daemon], *, config_log: str = '[log]\ntarget = "journal"',
           args: list[str] | None = None) -> Daemon:
-    root = tmp_path / f"daemon{len(daemons)}"
-    root.mkdir()
-    daemon = Daemon(root, config_log=config_log, args=args or [])
+    library = Library(tmp_path / f"daemon{len(daemons)}",
+                      intake={"settle": "0.3 s", "rescan_interval": "1 h"})
+    library.write_config(library.config.read_text() + config_log + "\n")
+    daemon = Daemon(library, log_target=None, args=args or [],
+                    identifier=f"tunescout-test-{uuid.uuid4().hex[:12]}")
     daemons.append(daemon)
     return daemon
 
@@ -128,7 +66,7 @@ def start(tmp_path: Path, daemons: list[Daemon], *, config_log: str = '[log]\nta
 def test_analysed_and_failed_files_have_structured_fields(tmp_path: Path,
                                                           daemons: list[Daemon]) -> None:
     daemon = start(tmp_path, daemons)
-    started = daemon.wait_for("started")[0]
+    started = daemon.wait_for_journal("started")[0]
     assert started["SYSLOG_IDENTIFIER"] == daemon.identifier
     assert started["_PID"] == str(daemon.proc.pid)
     assert started["PRIORITY"] == "6"
@@ -136,8 +74,8 @@ def test_analysed_and_failed_files_have_structured_fields(tmp_path: Path,
 
     song = daemon.drop("song.mp3")
     broken = daemon.drop("fail.mp3")
-    analysed = daemon.wait_for("analysed")[0]
-    failed = daemon.wait_for("failed")[0]
+    analysed = daemon.wait_for_journal("analysed")[0]
+    failed = daemon.wait_for_journal("failed")[0]
 
     assert analysed["TRACK_PATH"] == str(song)
     assert analysed["MESSAGE"] == f"analysed {song}"
@@ -155,11 +93,11 @@ def test_analysed_and_failed_files_have_structured_fields(tmp_path: Path,
     assert int(failed["CHILD_PID"]) > 0
 
     # what an admin types: a field match finds exactly the failure
-    assert [e["TRACK_PATH"] for e in daemon.entries("EVENT=failed")] == [str(broken)]
+    assert [e["TRACK_PATH"] for e in daemon.journal("EVENT=failed")] == [str(broken)]
     assert daemon.stop() == 0
-    daemon.wait_for("stopping")
-    daemon.wait_for("stopped")
-    every = daemon.entries()
+    daemon.wait_for_journal("stopping")
+    daemon.wait_for_journal("stopped")
+    every = daemon.journal()
     assert {e["_PID"] for e in every} == {str(daemon.proc.pid)}, "only the daemon logs"
     nones = [(e.get("EVENT"), k) for e in every for k, v in e.items() if v == "None"]
     assert nones == []
@@ -167,25 +105,25 @@ def test_analysed_and_failed_files_have_structured_fields(tmp_path: Path,
 
 def test_reload_keeps_logging_to_the_journal(tmp_path: Path, daemons: list[Daemon]) -> None:
     daemon = start(tmp_path, daemons)
-    daemon.wait_for("started")
+    daemon.wait_for_journal("started")
     daemon.proc.send_signal(signal.SIGHUP)
-    reloaded = daemon.wait_for("reloaded")[0]
+    reloaded = daemon.wait_for_journal("reloaded")[0]
     assert reloaded["SYSLOG_IDENTIFIER"] == daemon.identifier
 
-    daemon.write_config("[library]\npaths = 5\n")
+    daemon.library.write_config("[library]\npaths = 5\n")
     daemon.proc.send_signal(signal.SIGHUP)
-    failed = daemon.wait_for("reload_failed")[0]
+    failed = daemon.wait_for_journal("reload_failed")[0]
     assert failed["PRIORITY"] == "3"
     assert "library.paths" in failed["MESSAGE"]
     song = daemon.drop("song.mp3")  # still working with the old configuration
-    assert daemon.wait_for("analysed")[0]["TRACK_PATH"] == str(song)
+    assert daemon.wait_for_journal("analysed")[0]["TRACK_PATH"] == str(song)
     assert daemon.stop() == 0
 
 
 def test_reload_keeps_the_log_target_given_on_the_command_line(tmp_path: Path,
                                                                daemons: list[Daemon]) -> None:
     daemon = start(tmp_path, daemons, config_log="", args=["--log-target", "journal"])
-    daemon.wait_for("started")
+    daemon.wait_for_journal("started")
     daemon.proc.send_signal(signal.SIGHUP)
-    daemon.wait_for("reloaded", timeout_s=15.0)
+    daemon.wait_for_journal("reloaded", timeout_s=15.0)
     assert daemon.stop() == 0

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import daemon_env, write_config
-from test_playlist_io import fill_store
-from test_playlists import positions_apart, synthetic_tracks
+from support.config import write_config
+from support.playlists import fill_store, positions_apart, synthetic_tracks
+from support.processes import daemon_env
 from tunescout.playlists.engine import Track, camelot_compatible
 from tunescout.playlists.io import read_m3u8
 

@@ -7,7 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import Library, wait_for
+from support.daemon import Library
+from support.processes import wait_for
 
 
 def _status(library: Library) -> dict:

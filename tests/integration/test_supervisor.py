@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from conftest import cheap_sections, daemon_env
+from support.config import cheap_sections
+from support.processes import daemon_env
 from tunescout.config import parse_config
 from tunescout.loop import run_scan
 from tunescout.store import Store
@@ -110,7 +111,7 @@ def test_broken_analyser_stops_with_a_reason(tmp_path: Path) -> None:
 
 def test_children_dying_before_any_file_blame_no_file(tmp_path: Path) -> None:
     paths = _files(tmp_path, "a.mp3", "b.mp3", "c.mp3")
-    config = _config(tmp_path, analyser="analysers:broken_setup")
+    config = _config(tmp_path, analyser="support.analysers:broken_setup")
     analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
     assert (analysed, failed, missed) == (0, 0, paths)  # stopped, nothing quarantined
     store = Store.open_readonly(config.store.path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "tunescout.service"
 DROPIN_EXAMPLE = REPO / "systemd" / "tunescout.conf.example-dropin"
 INSTALLED = "/opt/tunescout/venv/bin/tunescout"

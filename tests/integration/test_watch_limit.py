@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TESTS, wait_for, write_config
+from support import TESTS
+from support.config import write_config
+from support.processes import wait_for
 
 LIMIT = 40
 
@@ -52,7 +54,7 @@ def test_watch_limit_is_reported_and_the_rescan_covers_the_rest(shared_dir: Path
         "library": {"paths": [str(music)]},
         "store": {"path": str(db)},
         "intake": {"settle": "0.5 s", "rescan_interval": "3 s"},
-        "workers": {"analyser": "analysers:by_name", "max_workers": 1},
+        "workers": {"analyser": "support.analysers:by_name", "max_workers": 1},
         "memory": {"min_available": "50 MB", "pause_above_percent": 99, "resume_below_percent": 98},
     })
     for path in [shared_dir, *shared_dir.rglob("*")]:

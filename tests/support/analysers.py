@@ -1,4 +1,4 @@
-"""Test analysers for the child seam (`[workers] analyser = "analysers:by_name"`).
+"""Test analysers for the child seam (`[workers] analyser = "support.analysers:by_name"`).
 
 They behave by the file's name, so one batch can mix a poison file with healthy siblings:
 `hang` sleeps forever, `stubborn` also ignores SIGTERM, `hog` allocates without bound, `segv`

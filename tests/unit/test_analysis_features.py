@@ -11,7 +11,7 @@ import pyloudnorm
 import pytest
 import soundfile
 
-from audio import PITCH_CLASSES, write_track
+from support.audio import PITCH_CLASSES, write_track
 from tunescout.analysis import ANALYSIS_RATE_HZ, analyse_file, warm_up
 from tunescout.errors import AnalysisError
 from tunescout.models import FEATURE_VERSIONS, TrackAnalysis

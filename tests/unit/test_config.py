@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, daemon_env
+from support import REPO
+from support.processes import daemon_env
 from tunescout.config import default_store_path, load_config, parse_config
 from tunescout.errors import ConfigError
 

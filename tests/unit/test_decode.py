@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio import write_garbage, write_tags, write_track, write_truncated
+from support.audio import write_garbage, write_tags, write_track, write_truncated
 from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, read_mono, to_mono
 from tunescout.errors import AnalysisError
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "daemon" / "tunescout"
+PACKAGE = Path(__file__).resolve().parents[2] / "daemon" / "tunescout"
 
 LEAVES = {"errors", "models", "units", "protocol", "__init__"}
 WIRING = {"service", "loop", "health", "logs"}

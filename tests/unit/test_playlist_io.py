@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from test_playlists import synthetic_tracks
+from support.playlists import fill_store, synthetic_tracks
 from tunescout.errors import PlaylistError
-from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
 from tunescout.playlists.engine import Catalogue, Rules, Track, similar_playlist
 from tunescout.playlists.io import (
     PlaylistKeeper,
@@ -27,29 +26,6 @@ from tunescout.playlists.io import (
     render_m3u8,
 )
 from tunescout.store import Store
-
-
-def fill_store(db: Path, music: Path, tracks: list[Track]) -> list[Track]:
-    """Write real files for the tracks under `music`, record their analysis; return them re-pathed."""
-    stored = []
-    with_files = []
-    for track in tracks:
-        path = music / track.path.relative_to("/music")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(track.digest.encode())
-        with_files.append(Track(path, track.digest, track.duration_s, track.tags, track.features))
-    store = Store.open(db)
-    try:
-        for track in with_files:
-            result = TrackAnalysis(
-                digest=track.digest, duration_s=track.duration_s or 0.0, tags=dict(track.tags),
-                features=tuple(FeatureGroup(name, 1, dict(v)) for name, v in track.features.items()),
-            )
-            store.record_analysis(track.path, FileIdentity.from_stat(track.path.stat()), result)
-            stored.append(track)
-    finally:
-        store.close()
-    return stored
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_as_nobody
+from support.processes import run_as_nobody
 from tunescout.config import Config, parse_config
 from tunescout.library.changes import Library
 from tunescout.library.walk import Walk, fingerprint, walk_library

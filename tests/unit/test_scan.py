@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import run_as_nobody
+from support.processes import run_as_nobody
 from tunescout.library.walk import plan_reconcile, walk_library
 from tunescout.models import AUDIO_EXTENSIONS, FileIdentity
 

@@ -20,7 +20,7 @@ import mutagen.wave
 import numpy as np
 import pytest
 
-from audio import write_track
+from support.audio import write_track
 from tunescout.analysis import analyse_file
 from tunescout.analysis.tags import MAX_LIST_ITEMS, MAX_TAGS, MAX_VALUE_CHARS, TagReport, read_tags
 from tunescout.errors import AnalysisError
