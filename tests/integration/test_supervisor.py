@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,15 @@ def test_decode_failure_is_recorded_not_quarantined(tmp_path: Path) -> None:
     assert failure["reason"] == "invalid data found when processing input"
 
 
-def test_broken_analyser_stops_with_a_reason(tmp_path: Path) -> None:
+def test_broken_analyser_stops_with_a_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     paths = _files(tmp_path, "a.mp3")
     config = _config(tmp_path, analyser="no_such_module:analyse")
-    analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
+    with caplog.at_level(logging.ERROR, logger="tunescout"):
+        analysed, failed, missed = run_scan(config, paths, daemon_env(), lambda *a: None)
     assert (analysed, failed, missed) == (0, 0, paths)
+    reasons = [r.getMessage() for r in caplog.records if getattr(r, "EVENT", None) == "zygote_failed"]
+    assert reasons == ["the analysis stack cannot start: "
+                       "ModuleNotFoundError: No module named 'no_such_module'"]
 
 
 def test_children_dying_before_any_file_blame_no_file(tmp_path: Path) -> None:

@@ -161,8 +161,19 @@ def test_failures_name_their_kind(tmp_path: Path) -> None:
     assert (info.value.kind, info.value.reason) == ("decode", "invalid data found when processing input")
 
 
-def test_warm_up_runs() -> None:
+def test_warm_up_leaves_nothing_for_the_children_to_compile(tmp_path: Path) -> None:
+    """The zygote warms up before it forks so that no child spends its first file in numba's JIT
+    (without a warm-up, this analysis compiles over a hundred functions)."""
+    from numba.core import event
+
     warm_up()
+    tracks = [write_track(tmp_path / "drums.flac", kind="drums", bpm=120, seconds=6.0),
+              write_track(tmp_path / "tone.mp3", seconds=4.0),
+              write_track(tmp_path / "silence.wav", kind="silence", seconds=2.0)]
+    with event.install_recorder("numba:compile") as compiled:
+        for path in tracks:
+            analyse_file(path)
+    assert [str(e.data.get("dispatcher")) for _, e in compiled.buffer] == []
 
 
 @pytest.mark.parametrize("stale", [{"rhythm"}, {"tonal", "loudness"}, {"timbre"}, set()])
