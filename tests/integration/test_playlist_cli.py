@@ -16,8 +16,7 @@ from support.processes import daemon_env
 from tunescout.playlists.engine import Track, camelot_compatible
 from tunescout.playlists.io import read_m3u8
 
-# Until cli.py dispatches `playlist`, run the same parser and command through playlist_cli.main.
-ENTRY = "import sys; from tunescout.cli.main import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = ("-m", "tunescout")  # as the installed `tunescout` script runs
 
 
 class Setup:
@@ -32,7 +31,7 @@ class Setup:
     def run(self, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
         env = daemon_env(XDG_STATE_HOME=str(self.root / "xdg-state"))
         return subprocess.run(
-            [sys.executable, "-c", ENTRY, "--config", str(self.config), "playlist", *map(str, args)],
+            [sys.executable, *ENTRY, "--config", str(self.config), "playlist", *map(str, args)],
             capture_output=True, env=env, timeout=60, check=False)
 
     def track(self, cluster: str, number: int) -> Path:
@@ -122,6 +121,6 @@ def test_user_mistakes_are_one_line(setup: Setup, args: list[str], code: int, me
 
 def test_no_database(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", {"store": {"path": str(tmp_path / "none.db")}})
-    result = subprocess.run([sys.executable, "-c", ENTRY, "--config", str(config), "playlist", "--seed", "x"],
+    result = subprocess.run([sys.executable, *ENTRY, "--config", str(config), "playlist", "--seed", "x"],
                             capture_output=True, env=daemon_env(), timeout=60, check=False)
     assert result.returncode == 4 and b"no database" in result.stderr
