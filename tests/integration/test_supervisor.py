@@ -42,7 +42,7 @@ def _scan(tmp_path: Path, paths: list[Path], **workers: Any) -> tuple[int, int, 
 def _failure(store: Store, path: Path) -> dict[str, Any]:
     detail = store.file_detail(path)
     assert detail is not None and detail["failure"] is not None, detail
-    return detail["failure"]  # type: ignore[no-any-return]
+    return detail["failure"]
 
 
 def test_siblings_of_a_segfaulting_file_are_analysed(tmp_path: Path) -> None:

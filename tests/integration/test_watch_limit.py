@@ -90,5 +90,5 @@ def test_watch_limit_is_reported_and_the_rescan_covers_the_rest(shared_dir: Path
         proc.terminate()
         code = proc.wait(timeout=60)
         reader.join(timeout=5)
-        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stdout.close()
     assert code == 0, "".join(lines)

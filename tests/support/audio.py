@@ -204,7 +204,7 @@ def _write_pyav(path: Path, data: np.ndarray, sample_rate: int, container: str, 
     layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
     rate = 48000 if codec == "libopus" else sample_rate
     with av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)  # type: ignore[call-overload]
+        stream: av.AudioStream = out.add_stream(codec, rate=rate, layout=layout)  # type: ignore[assignment]
         if codec == "wmav2":
             stream.bit_rate = 128_000  # the encoder refuses to open without one
         planar = np.ascontiguousarray(data.T.astype(np.float32))

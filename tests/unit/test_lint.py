@@ -1,4 +1,4 @@
-"""ruff and mypy (strict on the package) are part of the suite, so CI keeps the code tidy."""
+"""ruff and mypy (strict on the package; every body checked in the tests) are part of the suite."""
 
 from __future__ import annotations
 

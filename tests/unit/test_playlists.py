@@ -20,7 +20,6 @@ from tunescout.playlists.engine import (
     Track,
     TrackNotFound,
     camelot_compatible,
-    column_weights,
     key_step,
     parse_range,
     parse_weights,
@@ -29,6 +28,7 @@ from tunescout.playlists.engine import (
     similar_playlist,
 )
 from tunescout.playlists.tagquery import normalise_title, parse_where
+from tunescout.playlists.vectors import column_weights
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def add_cover(path: Path, image: bytes, mime: str = "image/png", id3_version: in
             b"\x03" + struct.pack("<I", len(image)) + mime.encode("utf-16-le") + b"\0\0"
             + "front".encode("utf-16-le") + b"\0\0" + image
         )
-        asf["WM/Picture"] = [mutagen.asf.ASFByteArrayAttribute(packed)]
+        asf["WM/Picture"] = [mutagen.asf.ASFByteArrayAttribute(packed)]  # type: ignore[attr-defined]
         asf.save()
     else:
         raise ValueError(suffix)
