@@ -18,7 +18,7 @@ from support.processes import wait_for
 
 
 def _analysed(daemon: Daemon, path: Path) -> int:
-    return daemon.log().count(f"analysed {path}\n")
+    return len(daemon.events("analysed", TRACK_PATH=path))
 
 
 def _show(library: Library, path: Path) -> dict:
@@ -29,7 +29,7 @@ def _show(library: Library, path: Path) -> dict:
 def _started(tmp_path: Path, start_daemon) -> tuple[Library, Daemon]:
     library = Library(tmp_path, intake={"settle": "1 s"})
     daemon = start_daemon(library)
-    daemon.wait_log("reconciled")
+    daemon.wait_for_event("reconciled")
     return library, daemon
 
 
@@ -54,10 +54,10 @@ def test_temp_names_are_ignored_until_renamed(tmp_path: Path, start_daemon) -> N
                         ("c.mp3.crdownload", "c.mp3")):
         (library.music / temp).write_bytes(os.urandom(5000))
         time.sleep(1.5)  # longer than settle: a temp name must still not be analysed
-        assert f"analysed {library.music / temp}" not in daemon.log()
+        assert daemon.events("analysed", TRACK_PATH=library.music / temp) == []
         os.rename(library.music / temp, library.music / final)
     for final in ("a.flac", "b.flac", "c.mp3"):
-        wait_for(lambda f=final: _analysed(daemon, library.music / f) == 1, 30, what=f"{final}")
+        daemon.wait_for_event("analysed", TRACK_PATH=library.music / final, timeout_s=30)
     assert "part" not in library.cli("status").stdout.decode()
     assert library.json("status")["files"] == 3
     assert daemon.stop() == 0
@@ -72,7 +72,7 @@ def test_moves_and_folder_renames_keep_the_analysis(tmp_path: Path, start_daemon
     single = library.music / "single.flac"
     single.write_bytes(os.urandom(4000))
     for path in (album / "1.flac", album / "2.flac", single):
-        wait_for(lambda p=path: _analysed(daemon, p) == 1, 30, what=f"{path.name} analysed")
+        daemon.wait_for_event("analysed", TRACK_PATH=path, timeout_s=30)
     before = _show(library, album / "1.flac")
 
     os.rename(album, library.music / "Album (2020)")
@@ -197,7 +197,8 @@ def test_polling_mode_by_configuration(tmp_path: Path, start_daemon) -> None:
     library = Library(tmp_path, library={"watch": "poll", "poll_interval": "0.5 s"},
                       intake={"settle": "0.5 s"})
     daemon = start_daemon(library)
-    daemon.wait_log("by polling every 0.5 s (configured)")
+    daemon.wait_for_event("watching", WATCH_MODE="poll")
+    assert "by polling every 0.5 s (configured)" in daemon.log()
     path = library.music / "polled.flac"
     path.write_bytes(os.urandom(3000))
     wait_for(lambda: _analysed(daemon, path) == 1, 30, what="the file found by polling")
@@ -215,8 +216,8 @@ def test_symlinked_folders_are_watched_too(tmp_path: Path, start_daemon) -> None
     library = Library(tmp_path, intake={"settle": "1 s", "rescan_interval": "1 h"})
     os.symlink(elsewhere, library.music / "More")
     daemon = start_daemon(library)
-    daemon.wait_log("reconciled 1 files: 1 new")
-    daemon.wait_log(f"watching symlinked folder {library.music / 'More'}")
+    daemon.wait_for_event("reconciled", FILES="1", NEW="1")
+    daemon.wait_for_event("watching", TRACK_PATH=library.music / "More")
     wait_for(lambda: _analysed(daemon, library.music / "More" / "old.flac") == 1, 30,
              what="the file behind the symlink analysed")
 
@@ -232,7 +233,7 @@ def test_symlinked_folders_are_watched_too(tmp_path: Path, start_daemon) -> None
              what="the files of a new symlinked folder analysed")
     (library.music / "More").unlink()  # the link removed: its files leave the library
     wait_for(lambda: library.json("status")["files"] == 1, 30, what="the unlinked files forgotten")
-    assert "watch limit" not in daemon.log()  # the links' folders are watched: no false alarm
+    assert daemon.events("watch_limit") == []  # the links' folders are watched: no false alarm
     assert daemon.stop() == 0
 
 
@@ -242,16 +243,16 @@ def test_a_reload_with_another_analyser_replaces_the_zygote(tmp_path: Path, star
 
     library = Library(tmp_path, intake={"settle": "1 s"}, log={"level": "debug"})
     daemon = start_daemon(library)
-    daemon.wait_log("analysis zygote ready")
+    daemon.wait_for_event("zygote_ready")
     (library.music / "slow one.flac").write_bytes(os.urandom(2000))  # 2 s in its child
     daemon.wait_log(": 1 files")  # the debug line of a batch starting
     text = library.config.read_text().replace('"support.analysers:by_name"', '"support.analysers:titled"')
     library.config.write_text(text)
     daemon.proc.send_signal(signal.SIGHUP)
-    daemon.wait_log("configuration reloaded")
-    daemon.wait_log("the analysis zygote restarts when its 1 running batches finish")
-    wait_for(lambda: daemon.log().count("analysis zygote ready") == 2, 60,
-             what="a second zygote, on the new analyser")
+    daemon.wait_for_event("reloaded")
+    daemon.wait_for_event("zygote_replacing")
+    assert "the analysis zygote restarts when its 1 running batches finish" in daemon.log()
+    daemon.wait_for_event("zygote_ready", count=2)  # a second zygote, on the new analyser
     (library.music / "after.flac").write_bytes(os.urandom(2000))
     wait_for(lambda: _analysed(daemon, library.music / "after.flac") == 1, 30, what="after.flac")
     assert _show(library, library.music / "after.flac")["tags"]["title"] == "titled after"

@@ -35,7 +35,7 @@ def test_memory_pressure_pauses_then_resumes(tmp_path: Path, start_daemon) -> No
                               "pause_above_percent": 99, "resume_below_percent": 98})
     _files(library, [f"slow-{i:02d}.mp3" for i in range(12)])
     daemon = start_daemon(library)
-    daemon.wait_log("analysed ")
+    daemon.wait_for_event("analysed")
     # a hog bounded in size (3 GiB, touched) and in time (60 s, or until we close its stdin)
     hog = subprocess.Popen(
         [sys.executable, "-c",
@@ -46,7 +46,8 @@ def test_memory_pressure_pauses_then_resumes(tmp_path: Path, start_daemon) -> No
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert hog.stdout is not None and hog.stdout.readline() == b"holding\n"
-        daemon.wait_log("pausing analysis: memory: ", timeout_s=30)
+        daemon.wait_for_event("paused", timeout_s=30)
+        assert "pausing analysis: memory: " in daemon.log()
         paused = wait_for(lambda: _status(library).get("daemon", {}).get("state") == "paused"
                           and _status(library), 30, what="status to say paused")
         assert "available" in paused["daemon"]["paused_reason"]
@@ -59,7 +60,7 @@ def test_memory_pressure_pauses_then_resumes(tmp_path: Path, start_daemon) -> No
         hog.wait(timeout=30)
         assert hog.stdout is not None
         hog.stdout.close()
-    daemon.wait_log("resuming analysis: ", timeout_s=30)
+    daemon.wait_for_event("resumed", timeout_s=30)
     wait_for(lambda: _status(library).get("analysed") == 12, 120, what="all 12 analysed")
     assert daemon.stop() == 0
 
@@ -76,7 +77,7 @@ def test_kill_9_during_backfill_loses_nothing(tmp_path: Path, start_daemon) -> N
     names = [f"slow-{i:02d}.flac" for i in range(10)]
     _files(library, names)
     daemon = start_daemon(library)
-    wait_for(lambda: daemon.log().count("analysed ") >= 3, 60, what="three files analysed")
+    daemon.wait_for_event("analysed", count=3)
     # the zygote and at least one analysis child under it
     family = wait_for(lambda: len(_descendants(daemon.proc.pid)) >= 2 and _descendants(daemon.proc.pid),
                       30, what="analysis children running")
@@ -85,7 +86,7 @@ def test_kill_9_during_backfill_loses_nothing(tmp_path: Path, start_daemon) -> N
     # the zygote and its children die with the daemon (parent-death signals): no orphans
     wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family),
              15, what="the zygote and children to die with the daemon")
-    first = daemon.log()
+    first = daemon
 
     conn = sqlite3.connect(f"file:{library.db}?mode=ro", uri=True)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -95,8 +96,8 @@ def test_kill_9_during_backfill_loses_nothing(tmp_path: Path, start_daemon) -> N
     wait_for(lambda: _status(library).get("analysed") == 10 and _status(library).get("queued") == 0,
              120, what="all ten analysed after the restart")
     assert daemon.stop() == 0
-    both = first + daemon.log()
-    counts = {name: both.count(f"analysed {library.music / name}\n") for name in names}
+    counts = {name: sum(len(d.events("analysed", TRACK_PATH=library.music / name)) for d in (first, daemon))
+              for name in names}
     assert all(n >= 1 for n in counts.values()), counts
     # only files in flight at the kill (one per child) may have been analysed twice
     assert sum(counts.values()) <= len(names) + 2, counts

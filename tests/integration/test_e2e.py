@@ -47,7 +47,7 @@ def _mapped_libraries(pid: int) -> str:
 def test_files_dropped_in_are_analysed_and_inspectable(tmp_path: Path, start_daemon) -> None:
     library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
     daemon = start_daemon(library)
-    daemon.wait_log("running")
+    daemon.wait_for_event("started")
     outside = tmp_path / "incoming"
     outside.mkdir()
     for i, ext in enumerate(FORMATS):
@@ -96,8 +96,8 @@ def test_restart_reconciles_new_changed_and_deleted(tmp_path: Path, start_daemon
     (library.music / "sub" / "new.flac").write_bytes(os.urandom(3000))
     daemon = start_daemon(library)
     daemon.wait_log("reconciled 3 files: 1 new, 1 changed, 0 moved, 1 removed, 1 unchanged")
-    daemon.wait_log(f"analysed {library.music / 'edit.flac'}")
-    daemon.wait_log(f"analysed {library.music / 'sub' / 'new.flac'}")
+    daemon.wait_for_event("analysed", TRACK_PATH=library.music / "edit.flac")
+    daemon.wait_for_event("analysed", TRACK_PATH=library.music / "sub" / "new.flac")
     _wait_counts(library, daemon, files=3, analysed=3, queued=0)
     assert library.json("show", str(library.music / "keep.flac"))["analysed_at"] == before
     assert library.json("show", str(library.music / "edit.flac"))["size_bytes"] == 4000
@@ -112,9 +112,9 @@ def test_sigterm_loses_nothing_and_analyses_nothing_twice(tmp_path: Path, start_
     for name in names:
         (library.music / name).write_bytes(os.urandom(2000))
     daemon = start_daemon(library)
-    daemon.wait_log("analysed ")
+    daemon.wait_for_event("analysed")
     assert daemon.stop(signal.SIGTERM) == 0
-    first = daemon.log()
+    first = daemon
     counts = _counts(library)
     assert counts["analysed"] + counts["queued"] == 8, counts
     assert counts["queued"] > 0
@@ -122,9 +122,9 @@ def test_sigterm_loses_nothing_and_analyses_nothing_twice(tmp_path: Path, start_
     daemon = start_daemon(library)
     _wait_counts(library, daemon, analysed=8, queued=0)
     assert daemon.stop(signal.SIGINT) == 0  # Ctrl-C stops cleanly too
-    both = first + daemon.log()
     for name in names:
-        assert both.count(f"analysed {library.music / name}\n") == 1, name
+        analysed = [d.events("analysed", TRACK_PATH=library.music / name) for d in (first, daemon)]
+        assert sum(map(len, analysed)) == 1, name
 
 
 def test_non_utf8_names_are_shown_without_loss(tmp_path: Path) -> None:
@@ -213,16 +213,16 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     """Same audio, same digest: a tag edit re-reads tags, a copy costs a demux, not an analysis."""
     library = Library(tmp_path, analyser=DEFAULT_ANALYSER)
     daemon = start_daemon(library)
-    daemon.wait_log("running")
+    daemon.wait_for_event("started")
     song = write_track(tmp_path / "song.flac", seconds=8, kind="drums", bpm=100,
                        tags={"title": "Before", "artist": "Tester"})
     shutil.move(song, library.music / "song.flac")
     song = library.music / "song.flac"
-    daemon.wait_log(f"analysed {song}\n")
+    daemon.wait_for_event("analysed", TRACK_PATH=song, FEATURES_REUSED="0")
     before = library.json("show", str(song))
 
     write_tags(song, {"title": "After", "artist": "Tester"})  # in place, as a tag editor does
-    daemon.wait_log(f"analysed {song} (features reused")
+    daemon.wait_for_event("analysed", TRACK_PATH=song, FEATURES_REUSED="1")
     after = library.json("show", str(song))
     assert after["tags"]["title"] == "After"
     assert after["digest"] == before["digest"]
@@ -230,7 +230,7 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     assert after["analysed_at"] > before["analysed_at"]
 
     shutil.copy(song, library.music / "copy.flac")
-    daemon.wait_log(f"analysed {library.music / 'copy.flac'} (features reused")
+    daemon.wait_for_event("analysed", TRACK_PATH=library.music / "copy.flac", FEATURES_REUSED="1")
     assert library.json("show", str(library.music / "copy.flac"))["features"] == before["features"]
 
     # deleted, then added back (some tools do that): the analysis was kept, nothing is recomputed
@@ -238,7 +238,7 @@ def test_tag_edits_and_copies_reuse_the_features(tmp_path: Path, start_daemon) -
     wait_for(lambda: library.cli("show", str(library.music / "copy.flac"), check=False).returncode == 3,
              30, what="the deleted file forgotten")
     shutil.move(tmp_path / "away.flac", library.music / "again.flac")
-    daemon.wait_log(f"analysed {library.music / 'again.flac'} (features reused")
+    daemon.wait_for_event("analysed", TRACK_PATH=library.music / "again.flac", FEATURES_REUSED="1")
     assert daemon.stop() == 0
 
 
@@ -293,7 +293,7 @@ def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> 
                     tags={"title": f"T{i}", "artist": f"A{i}"})
     write_track(seed, seconds=5, kind="drums", bpm=100, tags={"title": "Seed", "artist": "S"})
     daemon = start_daemon(library)
-    daemon.wait_log(f"playlist written to {out}", timeout_s=120)
+    daemon.wait_for_event("playlist_written", TRACK_PATH=out, timeout_s=120)
     paths = read_paths(out)
     assert len(paths) == 3 and seed not in paths
     assert set(paths) <= {library.music / f"t{i}.flac" for i in range(4)}
@@ -309,13 +309,13 @@ def test_retry_queues_failures_again_and_wakes_the_daemon(tmp_path: Path, start_
     bad = library.music / "x-fail.flac"
     bad.write_bytes(os.urandom(3000))
     daemon = start_daemon(library)
-    wait_for(lambda: daemon.log().count(f"failed {bad}") == 1, 30, what="the first failure")
+    daemon.wait_for_event("failed", TRACK_PATH=bad, timeout_s=30)
     time.sleep(3)  # idle now: the loop sleeps until its next timer (a minute)
-    assert daemon.log().count(f"failed {bad}") == 1  # not retried by itself: it did not change
+    assert len(daemon.events("failed", TRACK_PATH=bad)) == 1  # not retried by itself: it did not change
     proc = library.cli("retry", "--all")
     assert proc.stdout.strip() == b"1 file queued again"
-    wait_for(lambda: daemon.log().count(f"failed {bad}") == 2, 10,
-             what="the retry picked up at once (SIGUSR1), not at the next heartbeat")
+    # the retry picked up at once (SIGUSR1), not at the next heartbeat
+    daemon.wait_for_event("failed", count=2, TRACK_PATH=bad, timeout_s=10)
     (failure,) = library.json("failures")  # retry forgot the old row; this is the new one
     assert (failure["kind"], failure["attempts"]) == ("decode", 1)
     assert daemon.stop() == 0

@@ -253,7 +253,7 @@ def test_reload_sends_reloading_then_ready_and_survives_a_bad_config(
     assert before_us <= int(reloading.fields["MONOTONIC_USEC"]) <= after_us
     assert reloading.pid == daemon.pid
     notify.expect(has("READY"), why="READY=1 after the reload")
-    notify.expect(lambda n: "reloaded" in daemon.log(), timeout_s=10.0, why="(log: reloaded)")
+    daemon.wait_for_event("reloaded", timeout_s=10.0)
 
     daemon.library.write_config("[library]\npaths = 5\n[wat]\n")
     daemon.proc.send_signal(signal.SIGHUP)

@@ -30,7 +30,7 @@ def test_root_vanishing_keeps_the_database_and_resumes(tmp_path: Path, start_dae
 
     (parked / "c.flac").write_bytes(os.urandom(3000))  # added while away
     shutil.move(parked, library.music)
-    daemon.wait_log(f"library folder {library.music} is back", timeout_s=30)
+    daemon.wait_for_event("root_returned", TRACK_PATH=library.music, timeout_s=30)
     wait_for(lambda: _status(library).get("analysed") == 3, 60, what="the new file analysed")
     (library.music / "d.flac").write_bytes(os.urandom(3000))  # watched again
     wait_for(lambda: _status(library).get("analysed") == 4, 60, what="a file added after the return")
@@ -43,7 +43,7 @@ def test_missing_root_at_start_is_waited_for(tmp_path: Path, start_daemon) -> No
     daemon = start_daemon(library)
     daemon.wait_log("does not exist or is not a folder")
     library.music.mkdir()
-    daemon.wait_log(f"library folder {library.music} is back", timeout_s=30)
+    daemon.wait_for_event("root_returned", TRACK_PATH=library.music, timeout_s=30)
     (library.music / "x.flac").write_bytes(os.urandom(3000))
     wait_for(lambda: _status(library).get("analysed") == 1, 60, what="a file in the returned folder")
     assert daemon.stop() == 0
