@@ -27,7 +27,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from audio import write_track  # noqa: E402
+from support.audio import write_track  # noqa: E402
 from tunescout import protocol  # noqa: E402
 from tunescout.workers.zygote_client import ZygoteHandle  # noqa: E402
 

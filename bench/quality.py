@@ -63,6 +63,9 @@ class Estimate:
     key: str | None
     mode: str | None
     error: str | None = None
+    digest: str | None = None  # tunescout's alone, for the coherence figure's playlists
+    duration_s: float | None = None
+    groups: dict[str, dict[str, Any]] | None = None
 
 
 # --- the tools, in pool workers ------------------------------------------------------------------
@@ -100,9 +103,11 @@ def _job(item: tuple[str, str]) -> tuple[str, str, dict[str, Any], float]:
 
 def _tunescout(path: Path) -> Estimate:
     """Return the tempo and key that tunescout's analysis stores for a file."""
-    groups = {group.name: group.values for group in _RUN["tunescout"](path).features}
+    analysis = _RUN["tunescout"](path)
+    groups = {group.name: group.values for group in analysis.features}
     rhythm, tonal = groups.get("rhythm", {}), groups.get("tonal", {})
-    return Estimate(rhythm.get("tempo_bpm"), tonal.get("key"), tonal.get("mode"))
+    return Estimate(rhythm.get("tempo_bpm"), tonal.get("key"), tonal.get("mode"),
+                    digest=analysis.digest, duration_s=analysis.duration_s, groups=groups)
 
 
 def _librosa(path: str) -> Estimate:
@@ -170,8 +175,9 @@ def run_tools(root: Path, tracks: list[dict[str, Any]], jobs: int,
             if done % 20 == 0 or done == len(todo):
                 print(f"  {done}/{len(todo)} files", file=sys.stderr)
     _save_librosa_cache(cache_path, root, results, version("librosa"))
+    counts = {tool: sum(1 for t, _ in todo if t == tool) for tool in TOOLS}
     print("  cpu time per file: " + ", ".join(
-        f"{tool} {spent / max(1, sum(1 for t, _ in todo if t == tool)):.1f} s"
+        f"{tool} {spent / counts[tool]:.1f} s" if counts[tool] else f"{tool} cached"
         for tool, spent in seconds.items()), file=sys.stderr)
     return results
 
@@ -351,9 +357,50 @@ def _bpm(bpm: float | None) -> str:
     return "-" if bpm is None else f"{bpm:.1f}"
 
 
-def print_coherence() -> None:
-    """The issue's album-coherence figure (a seed's picks from its own album, against random): later."""
-    print("\ncoherence: not measured yet (album coherence of default playlists, issue 12)")
+def coherence(tracks: list[dict[str, Any]], results: dict[tuple[str, str], Estimate],
+              length: int) -> tuple[float, float]:
+    """Return (share of a seed's picks from its own album, the share a random pick would have).
+
+    Every track is a seed once, for a playlist with the default rules but `length`, built by the
+    daemon's engine over tunescout's features of the shipped files. The album (and, as every
+    soundtrack here is one composer's or one band's, the artist) is the source package.
+    """
+    from tunescout.playlists.engine import Catalogue, Rules, Track, similar_playlist
+
+    library = []
+    for track in tracks:
+        mine = results[("tunescout", track["file"])]
+        tags = {"album": track["album"], "artist": track["album"], "title": track["id"]}
+        library.append(Track(Path(track["file"]), mine.digest or track["id"], mine.duration_s,
+                             tags, mine.groups or {}))
+    catalogue = Catalogue.build(library)
+    shares, chances = [], []
+    for seed, track in enumerate(tracks):
+        picks = similar_playlist(catalogue, [seed], Rules(length=length)).tracks
+        same = sum(1 for pick in picks if pick.album == track["album"])
+        shares.append(same / max(1, len(picks)))
+        album_size = sum(1 for other in tracks if other["album"] == track["album"])
+        chances.append((album_size - 1) / (len(tracks) - 1))
+    return sum(shares) / len(shares), sum(chances) / len(chances)
+
+
+def print_coherence(tracks: list[dict[str, Any]], results: dict[tuple[str, str], Estimate]) -> None:
+    """Print the album coherence of similar-playlists at the default length and at 10 tracks.
+
+    The default album spacing caps the share: about one pick in `album_spacing` can be from the
+    seed's album, and no more than the album's other tracks; the cap is printed beside it.
+    """
+    from tunescout.playlists.engine import Rules
+
+    defaults = Rules()
+    print()
+    for length in (defaults.length, 10):
+        share, chance = coherence(tracks, results, length)
+        cap = sum(min(sum(1 for o in tracks if o["album"] == t["album"]) - 1,
+                      -(-length // max(1, defaults.album_spacing))) for t in tracks) / len(tracks) / length
+        print(f"coherence, default rules, {length} tracks: {share:.0%} of a seed's picks from its own "
+              f"album, {chance:.0%} at random (×{share / chance:.1f}); album spacing "
+              f"{defaults.album_spacing} allows about {cap:.0%}")
 
 
 def main() -> None:
@@ -376,7 +423,7 @@ def main() -> None:
         print_tracks(tracks, essentia, results)
     print_failures(tracks, essentia, results)
     print_table(scores, tracks)
-    print_coherence()
+    print_coherence(tracks, results)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ case "$action" in
     exec "$venv/bin/tunescout" "$@" run
     ;;
   test)
-    install_system_packages rsync  # tests/test_changes.py copies an album in with rsync
+    install_system_packages rsync  # tests/integration/test_changes.py copies an album in with rsync
     install_venv "[test]"
     cd "$here"
     set +e

@@ -1,4 +1,4 @@
-"""Logging: journald with structured UPPERCASE fields under systemd, plain lines elsewhere."""
+"""Logging: journald under systemd, lines on stderr elsewhere; both carry the UPPERCASE fields."""
 
 from __future__ import annotations
 
@@ -34,11 +34,29 @@ class _DropEmptyFields(logging.Filter):
 
 
 class _PlainFormatter(logging.Formatter):
-    """Format `message` and, at debug level, the structured fields beside it."""
+    """Format a line for stderr: time, level, logger, message, then the UPPERCASE fields.
 
-    def __init__(self, with_time: bool) -> None:
-        fmt = "%(asctime)s %(levelname)s %(message)s" if with_time else "%(levelname)s %(message)s"
-        super().__init__(fmt, datefmt="%Y-%m-%d %H:%M:%S")
+    The fields (`EVENT=analysed TRACK_PATH=/a/b.flac`) are the journal's, so a line on stderr
+    says as much as an entry in the journal and a test or a `grep` can match on them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                         datefmt="%Y-%m-%dT%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{key}={_field_value(value)}" for key, value in record.__dict__.items()
+                          if key.isupper())
+        line = super().formatMessage(record)
+        return f"{line} {fields}" if fields else line
+
+
+def _field_value(value: object) -> str:
+    """Return `value` as it goes after `KEY=`: bare, or double-quoted when it has spaces."""
+    text = str(value)
+    if text and not any(c.isspace() or c in '"\\=' for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def setup_logging(level: str = "info", target: str = "auto", *, identifier: str | None = None,
@@ -59,7 +77,7 @@ def setup_logging(level: str = "info", target: str = "auto", *, identifier: str 
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PlainFormatter(with_time=sys.stderr.isatty()))
+        handler.setFormatter(_PlainFormatter())
     handler.addFilter(_DropEmptyFields())
     root = logging.getLogger("tunescout")
     for old in list(root.handlers):

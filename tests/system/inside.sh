@@ -5,7 +5,7 @@
 #   SANDBOX_BIND="$PWD" ../shared/tools/systemd-sandbox.sh systemd/ "$PWD/tests/system/inside.sh"
 #
 # A test drop-in points ExecStart at TUNESCOUT_BIN (default: the checkout's .venv), the library at
-# /srv/music (a tmpfs of the sandbox) and the analyser at the cheap test one (tests/analysers.py).
+# /srv/music (a tmpfs of the sandbox) and the analyser at the cheap test one (tests/support/analysers.py).
 # Everything else is the unit as shipped: DynamicUser, StateDirectory, ReadOnlyPaths, the filters.
 set -euo pipefail
 
@@ -51,7 +51,7 @@ paths = ["$LIB"]
 [intake]
 settle = "0.5s"
 [workers]
-analyser = "analysers:by_name"
+analyser = "support.analysers:by_name"
 max_workers = 1
 [memory]
 min_available = "50 MB"
