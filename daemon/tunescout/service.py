@@ -22,7 +22,7 @@ from tunescout.library.watcher import Watcher
 from tunescout.lock import DatabaseLock
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
-from tunescout.store.reader import StoreReader
+from tunescout.rebuilds import PlaylistRebuilds
 from tunescout.units import format_duration
 from tunescout.workers.memory import MemoryGate
 
@@ -64,52 +64,9 @@ class Service:
         self._last_summary = time.monotonic()
         self._summary_base = (0, 0)
         self._started_at = time.time()
-        self.keeper = self._playlist_keeper(config)
-        self._changes_seen = 0
-        self._rebuilding: threading.Thread | None = None
+        self.playlists = PlaylistRebuilds(config, self.loop.wake)
         self._errors = 0  # main-loop turns failed in a row
         self._last_error, self._last_error_at = "", 0.0
-
-    # --- playlists ----------------------------------------------------------------------------
-
-    def _playlist_keeper(self, config: Config) -> Any:
-        """Return a PlaylistKeeper for the configured playlists, or None when there are none."""
-        if not config.playlists.specs:
-            return None
-        from tunescout.playlists.keeper import PlaylistKeeper  # numpy: only with playlists configured
-
-        history = config.playlists.history or config.store.path.with_name("playlist-history.json")
-        return PlaylistKeeper(config.playlists.specs, config.playlists.debounce_s, history,
-                              time.monotonic())
-
-    def _keep_playlists(self, now: float) -> None:
-        """Rebuild the configured playlists once the library has been quiet for the debounce."""
-        progress = self.loop.supervisor.progress
-        done = progress.analysed + progress.failed + progress.quarantined + self.library.changes
-        if done != self._changes_seen:
-            self._changes_seen = done
-            self.keeper.note_change(now)
-        if self._rebuilding is not None and not self._rebuilding.is_alive():
-            self._rebuilding = None
-        if self._rebuilding is None and self.keeper.due(now):
-            # in a thread with its own read-only connection: at 100k tracks building the index
-            # takes seconds, and the main loop must keep pinging the watchdog meanwhile
-            keeper, path = self.keeper, self.store.path
-            self._rebuilding = threading.Thread(target=self._rebuild, args=(keeper, path),
-                                                name="playlists", daemon=True)
-            self._rebuilding.start()
-
-    def _rebuild(self, keeper: Any, db: Path) -> None:
-        store = StoreReader.open(db)
-        try:
-            for path in keeper.rebuild(store, time.time()):
-                log.info("playlist written to %s", path,
-                         extra={"EVENT": "playlist_written", "TRACK_PATH": str(path)})
-        except Exception:  # a playlist thread must not die silently
-            log.exception("rebuilding the playlists failed", extra={"EVENT": "error"})
-        finally:
-            store.close()
-            self.loop.wake()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -151,7 +108,7 @@ class Service:
                                     new.memory.resume_below_percent)
         self.library.reconfigure(new)
         self.loop.supervisor.clear_fatal()
-        self.keeper = self._playlist_keeper(new)
+        self.playlists.reconfigure(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
@@ -340,8 +297,9 @@ class Service:
         due = self.library.settler.next_due()
         if due is not None:
             candidates.append(due - wall)
-        if self.keeper is not None and self.keeper.next_due() is not None:
-            candidates.append(self.keeper.next_due() - now)
+        rebuild = self.playlists.next_due()
+        if rebuild is not None:
+            candidates.append(rebuild - now)
         ping = self.health.watchdog_due(now)
         if ping is not None:
             candidates.append(ping - now)
@@ -376,8 +334,7 @@ class Service:
         try:
             return self._main_loop()
         finally:
-            if self._rebuilding is not None:
-                self._rebuilding.join(timeout=10)  # let a playlist being written finish
+            self.playlists.join(timeout_s=10)
             self.watcher.stop()
             self.store.set_daemon_state({"state": "stopped", "pid": os.getpid(),
                                          "updated_at": time.time(), "status": "stopped"})
@@ -406,8 +363,10 @@ class Service:
                     log.info("stopped; %d files queued for next time", self.store.queue_length(),
                              extra={"EVENT": "stopped"})
                     return 0
-                if self.keeper is not None and not stopping:
-                    self._keep_playlists(now)
+                if not stopping:
+                    progress = self.loop.supervisor.progress
+                    self.playlists.tick(now, progress.analysed + progress.failed
+                                        + progress.quarantined + self.library.changes)
                 self._publish(now)
             except Exception as exc:  # the main loop must survive anything
                 if self._loop_failed(exc, now):
