@@ -365,7 +365,9 @@ def coherence(tracks: list[dict[str, Any]], results: dict[tuple[str, str], Estim
     daemon's engine over tunescout's features of the shipped files. The album (and, as every
     soundtrack here is one composer's or one band's, the artist) is the source package.
     """
-    from tunescout.playlists.engine import Catalogue, Rules, Track, similar_playlist
+    from tunescout.playlists.catalogue import Catalogue, Track
+    from tunescout.playlists.engine import similar_playlist
+    from tunescout.playlists.request import Rules
 
     library = []
     for track in tracks:
@@ -390,7 +392,7 @@ def print_coherence(tracks: list[dict[str, Any]], results: dict[tuple[str, str],
     The default album spacing caps the share: about one pick in `album_spacing` can be from the
     seed's album, and no more than the album's other tracks; the cap is printed beside it.
     """
-    from tunescout.playlists.engine import Rules
+    from tunescout.playlists.request import Rules
 
     defaults = Rules()
     print()
