@@ -142,6 +142,25 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
     return parse_config(raw, env=env, source=str(path), base_dir=path.absolute().parent)
 
 
+def salvage_store_path(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """Return the database an invalid configuration points at, as far as it can be read.
+
+    For the commands that only read the database (status, show, failures): when a config was
+    edited into an invalid state, the daemon still runs on its old one, and that is exactly when
+    its user needs `status`. Falls back to the default database path.
+    """
+    env = os.environ if env is None else env
+    path = find_config(explicit, env)
+    if path is None:
+        return default_store_path(env)
+    try:
+        with path.open("rb") as fh:
+            value = tomllib.load(fh)["store"]["path"]
+        return resolve_path(value, path.absolute().parent)
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
+        return default_store_path(env)
+
+
 # --- validation ------------------------------------------------------------------------------
 
 def _extensions(value: Any) -> frozenset[str]:

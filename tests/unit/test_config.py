@@ -84,7 +84,8 @@ def test_broken_toml_is_one_clear_error(tmp_path: Path) -> None:
 def test_cli_reports_config_errors_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[workers]\nmax_wrokers = 2\n[store]\npath = 5\n')
-    proc = subprocess.run([sys.executable, "-m", "tunescout", "--config", str(path), "status"],
+    # (doctor acts on the config; status, show and failures read the database without it)
+    proc = subprocess.run([sys.executable, "-m", "tunescout", "--config", str(path), "doctor", "--quick"],
                           capture_output=True, text=True, env=daemon_env())
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -1,65 +1,30 @@
-"""The command line: run the daemon, scan once, and read what it stored."""
+"""The command line's parser and dispatch, `run` and `scan`; the inspect commands are in inspect.py."""
 
 from __future__ import annotations
 
 import argparse
-import enum
-import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from tunescout import __version__
-from tunescout.config import Config, load_config
+from tunescout.cli.inspect import cmd_failures, cmd_retry, cmd_show, cmd_status
+from tunescout.cli.output import Exit, dump, err, fail, out
+from tunescout.config import Config, load_config, parse_config, salvage_store_path
 from tunescout.errors import ConfigError, StoreError
 from tunescout.library.intake import is_candidate
 from tunescout.lock import DatabaseBusy
 from tunescout.logs import setup_logging
-from tunescout.store.reader import DaemonState, FileDetail, StoreReader
-from tunescout.store.writer import StoreWriter
-from tunescout.units import format_duration, format_size, is_within, path_json
+from tunescout.units import is_within, path_json
+
+READERS = frozenset({"status", "show", "failures"})  # they work from the database alone
 
 
-class Exit(enum.IntEnum):
-    OK = 0
-    FAILED = 1  # something did not work: failed files, a daemon that is not running
-    USAGE = 2  # the user's command or configuration is wrong
-    NOT_FOUND = 3  # the file is not in the database
-    UNAVAILABLE = 4  # the database cannot be opened
-
-
-# --- output helpers ----------------------------------------------------------------------------
-
-
-def _out(text: str) -> None:
-    """Write a line to stdout; names that are not UTF-8 go out as the bytes they are."""
-    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape") + b"\n")
-
-
-def _err(text: str) -> None:
-    sys.stderr.buffer.write(f"tunescout: {text}".encode("utf-8", "surrogateescape") + b"\n")
-    sys.stderr.flush()
-
-
-def _dump(data: Any) -> None:
-    """Print JSON as valid UTF-8: a stray surrogate (a non-UTF-8 byte) becomes a \\udcXX escape."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _config_problems(exc: ConfigError) -> None:
-    _err(f"configuration {exc.source} is invalid:")
-    for problem in exc.problems:
-        sys.stderr.write(f"  {problem}\n")
+def _config_problems(exc: ConfigError, as_json: bool = False) -> Exit:
+    return fail(Exit.USAGE, f"configuration {exc.source} is invalid:", as_json=as_json,
+                details=exc.problems)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -72,13 +37,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     try:
         return run_daemon(config, args.config, os.environ, log_target=args.log_target)
     except ConfigError as exc:
-        _config_problems(exc)
-        return Exit.USAGE
+        return _config_problems(exc)
     except DatabaseBusy as exc:
         pid = exc.holder.pid if exc.holder else "PID"
-        _err(f"{exc}; stop it first (systemctl stop tunescout, or kill {pid}), or give this one "
-             "another store.path")
-        return Exit.UNAVAILABLE
+        return fail(Exit.UNAVAILABLE, f"{exc}; stop it first (systemctl stop tunescout, or kill "
+                    f"{pid}), or give this one another store.path")
 
 
 def _expand_targets(paths: list[Path], config: Config) -> tuple[list[Path], list[str]]:
@@ -132,173 +95,30 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     setup_logging("debug" if args.verbose else "error", "stderr")
     targets, problems = _expand_targets(args.paths, config)
     for problem in problems:
-        _err(problem)
+        err(problem)
     if not targets:
-        _err("nothing to analyse")
-        return Exit.USAGE if problems else Exit.OK
+        if problems:
+            return fail(Exit.USAGE, "nothing to analyse", as_json=args.json, details=problems)
+        err("nothing to analyse")
+        return Exit.OK
     bar = _Bar()
     try:
         analysed, failed, missed = run_scan(config, targets, os.environ, bar)
     except DatabaseBusy as exc:
-        _err(f"{exc}: the daemon analyses the library itself (tunescout status shows how far it "
-             "is; tunescout retry PATH analyses a file again)")
-        return Exit.UNAVAILABLE
+        return fail(Exit.UNAVAILABLE, f"{exc}: the daemon analyses the library itself (tunescout "
+                    "status shows how far it is; tunescout retry PATH analyses a file again)",
+                    as_json=args.json)
     finally:
         bar.close()
     summary = f"{analysed} analysed, {failed} failed, {len(missed)} not recorded"
     if args.json:
-        _dump({"analysed": analysed, "failed": failed,
+        dump({"analysed": analysed, "failed": failed,
                "not_recorded": [path_json(p) for p in missed]})
     else:
-        _out(summary)
+        out(summary)
         if failed:
-            _out("see: tunescout failures")
+            out("see: tunescout failures")
     return Exit.OK if not missed else Exit.FAILED
-
-
-def _daemon_view(state: DaemonState | None) -> dict[str, Any]:
-    if not state:
-        return {"state": "stopped", "pid": None, "detail": "the daemon has never run on this database"}
-    pid = state.get("pid")
-    alive = False
-    if state.get("state") not in ("stopped", None) and isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True  # running as another user (systemd's DynamicUser)
-    stale = time.time() - float(state.get("updated_at", 0)) > 180
-    view = dict(state)
-    if not alive or stale:
-        was = state.get("state")
-        view["state"] = "stopped"
-        view["detail"] = ("stopped cleanly" if was == "stopped"
-                          else f"not running (last seen {_when(state.get('updated_at'))})")
-    return view
-
-
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    store = StoreReader.open(config.store.path)
-    counts = store.counts()
-    daemon = _daemon_view(store.daemon_state())
-    if args.json:
-        _dump({**asdict(counts), "daemon": daemon, "database": str(config.store.path)})
-        return Exit.OK
-    state = daemon["state"]
-    line = f"tunescout: {state}"
-    if state != "stopped" and daemon.get("started_at"):
-        line += f" (pid {daemon['pid']}, up {format_duration(time.time() - daemon['started_at'])})"
-    elif daemon.get("detail"):
-        line += f" ({daemon['detail']})"
-    _out(line)
-    if state != "stopped" and daemon.get("status"):
-        _out(f"  {daemon['status']}")
-    if daemon.get("paused_reason"):
-        _out(f"  paused: {daemon['paused_reason']}")
-    if state != "stopped" and daemon.get("workers") is not None:
-        free = daemon.get("memory_available_bytes")
-        _out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))
-    for path in daemon.get("in_flight", []) if state != "stopped" else []:
-        _out(f"  analysing {path}")
-    _out(f"files {counts.files}  analysed {counts.analysed}  failed {counts.failed}"
-         f" (quarantined {counts.quarantined})  queued {counts.queued}")
-    if daemon.get("unanalysed"):
-        kinds = ", ".join(f"{ext} {n}" for ext, n in daemon["unanalysed"].items())
-        _out(f"left out (formats not in library.extensions): {kinds}")
-    _out(f"database {config.store.path}")
-    return Exit.OK
-
-
-def _find(store: StoreReader, raw: Path) -> tuple[Path, FileDetail | None]:
-    for candidate in dict.fromkeys([Path(os.path.abspath(raw)), Path(os.path.realpath(raw)), raw]):
-        detail = store.file_detail(candidate)
-        if detail is not None:
-            return candidate, detail
-    return Path(os.path.abspath(raw)), None
-
-
-def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    store = StoreReader.open(config.store.path)
-    path, detail = _find(store, args.path)
-    if detail is None:
-        _err(f"{path} is not in the database (not in a library folder, not yet analysed, "
-             "or not audio)")
-        return Exit.NOT_FOUND
-    if args.json:
-        _dump({**detail.as_json(), **path_json(path)})
-        return Exit.OK
-    _out(str(path))
-    _out(f"  state       {detail.state}" + (f" ({_when(detail.analysed_at)})"
-                                             if detail.analysed_at else ""))
-    if detail.duration_s is not None:
-        minutes, seconds = divmod(round(detail.duration_s), 60)
-        _out(f"  duration    {minutes}:{seconds:02d}")
-    if detail.digest:
-        _out(f"  digest      {detail.digest}")
-    if detail.tags:
-        _out("  tags")
-        for key, value in detail.tags.items():
-            _out(f"    {key:<22} {'; '.join(value) if isinstance(value, list) else value}")
-    if detail.tags_error:
-        _out(f"  tags error  {detail.tags_error}")
-    if detail.decode_warning:
-        _out(f"  decoding    {detail.decode_warning}")
-    for group, values in detail.features.items():
-        _out(f"  {group} (v{values.get('version')})")
-        for key, value in values.items():
-            if key != "version":
-                _out(f"    {key:<22} {_fmt(value)}")
-    failure = detail.failure
-    if failure:
-        label = "quarantined" if failure.quarantined else "failed"
-        _out(f"  {label} {_when(failure.at)}: {failure.kind}: {failure.reason}")
-    return Exit.OK
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return " ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def cmd_failures(args: argparse.Namespace, config: Config) -> int:
-    store = StoreReader.open(config.store.path)
-    rows = store.failures()
-    if args.json:
-        _dump([{**path_json(r.path), "kind": r.kind, "reason": r.reason, "at": r.at,
-                "quarantined": r.quarantined, "attempts": r.attempts} for r in rows])
-        return Exit.OK
-    if not rows:
-        _out("no failures")
-    for r in rows:
-        flag = " (quarantined)" if r.quarantined else ""
-        _out(f"{r.path}\n  {r.kind}{flag}: {r.reason}  [{_when(r.at)}]")
-    return Exit.OK
-
-
-def cmd_retry(args: argparse.Namespace, config: Config) -> int:
-    if not args.all and not args.paths:
-        _err("name files to retry, or --all")
-        return Exit.USAGE
-    store = StoreWriter.open(config.store.path)  # the CLI's one write
-    try:
-        paths = None if args.all else [Path(os.path.abspath(p)) for p in args.paths]
-        count = store.retry(paths)
-        state = store.daemon_state()
-    finally:
-        store.close()
-    _out(f"{count} file{'s' if count != 1 else ''} queued again")
-    pid = state.get("pid") if state and state.get("state") != "stopped" else None
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, signal.SIGUSR1)  # "look at the queue now"
-        except OSError:
-            pass
-    return Exit.OK
 
 
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
@@ -306,12 +126,12 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
     checks = check_all(config, os.environ, analysis=not args.quick)
     if args.json:
-        _dump([{"name": c.name, "level": c.level, "message": c.message, "fix": c.fix} for c in checks])
+        dump([{"name": c.name, "level": c.level, "message": c.message, "fix": c.fix} for c in checks])
     else:
         for check in checks:
-            _out(f"{check.level.upper():<5} {check.name}: {check.message}")
+            out(f"{check.level.upper():<5} {check.name}: {check.message}")
             if check.fix and check.level != "ok":
-                _out(f"      fix: {check.fix}")
+                out(f"      fix: {check.fix}")
     return Exit.FAILED if any(c.level == "fail" for c in checks) else Exit.OK
 
 
@@ -366,24 +186,33 @@ COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_
             "doctor": cmd_doctor}
 
 
+def _load(args: argparse.Namespace) -> Config | Exit:
+    """Return the configuration; for a reading command, one from the database path alone when
+    the file is invalid (said in one line)."""
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        if args.command not in READERS:
+            return _config_problems(exc, getattr(args, "json", False))
+        store = salvage_store_path(args.config)
+        err(f"configuration {exc.source} is invalid ({exc.problems[0]}"
+            f"{f' and {len(exc.problems) - 1} more' if len(exc.problems) > 1 else ''}; "
+            f"tunescout doctor lists them); reading the database {store}")
+        return parse_config({"store": {"path": str(store)}}, env=os.environ)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = _parser(with_playlist="playlist" in words).parse_args(words)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        _config_problems(exc)
-        return Exit.USAGE
+    as_json = bool(getattr(args, "json", False))
+    config = _load(args)
+    if isinstance(config, Exit):
+        return config
     try:
         return int(COMMANDS[args.command](args, config))
     except StoreError as exc:
-        _err(str(exc))
-        return Exit.UNAVAILABLE
+        return fail(Exit.UNAVAILABLE, str(exc), as_json=as_json)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return Exit.OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

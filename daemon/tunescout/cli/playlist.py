@@ -1,13 +1,12 @@
 """`tunescout playlist`: similar to seeds, a path from A to B, or a tag query, as M3U8 or JSON.
 
-cli.py wires it in with `add_playlist_parser(sub)` and `COMMANDS["playlist"] = cmd_playlist`.
-This module does not import cli (nothing does); its exit codes have the same values as cli.Exit.
+cli/main.py wires it in with `add_playlist_parser(sub)`, imported only when the command is
+`playlist` (its options need numpy).
 """
 
 from __future__ import annotations
 
 import argparse
-import enum
 import os
 import sys
 import time
@@ -15,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunescout.cli.output import Exit, err, out_bytes
 from tunescout.config import Config
 from tunescout.errors import PlaylistError
 from tunescout.playlists.atomic import atomic_write
@@ -25,26 +25,6 @@ from tunescout.playlists.keeper import build_from_spec, tracks_from_rows
 from tunescout.playlists.render import explain_text, render
 from tunescout.playlists.request import FORMATS, ORDERS, PlaylistSpec, Rules, parse_range, parse_weights
 from tunescout.store.reader import StoreReader
-
-
-class Exit(enum.IntEnum):
-    """The same values as cli.Exit."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    NOT_FOUND = 3
-    UNAVAILABLE = 4
-
-
-def _out(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
-
-
-def _err(text: str) -> None:
-    sys.stderr.buffer.write(f"tunescout: {text}".encode("utf-8", "surrogateescape") + b"\n")
-    sys.stderr.flush()
 
 
 def default_history(env: Mapping[str, str]) -> Path:
@@ -134,7 +114,7 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     try:
         spec = spec_from_args(args)
     except PlaylistError as exc:
-        _err(str(exc))
+        err(str(exc))
         return Exit.USAGE
     history = args.history or default_history(os.environ)
     store = StoreReader.open(config.store.path)
@@ -143,15 +123,15 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     finally:
         store.close()
     if not rows:
-        _err(f"no analysed tracks in {config.store.path} yet: start the daemon or run tunescout scan")
+        err(f"no analysed tracks in {config.store.path} yet: start the daemon or run tunescout scan")
         return Exit.FAILED
     try:
         playlist = _build(Catalogue.build(tracks_from_rows(rows)), spec, history)
     except TrackNotFound as exc:
-        _err(str(exc))
+        err(str(exc))
         return Exit.NOT_FOUND
     except PlaylistError as exc:
-        _err(str(exc))
+        err(str(exc))
         return Exit.USAGE
     return _emit(playlist, spec, args, history)
 
@@ -163,24 +143,24 @@ def _build(cat: Catalogue, spec: PlaylistSpec, history: Path) -> Playlist:
 
 def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, history: Path) -> int:
     for note in playlist.notes:
-        _err(note)
+        err(note)
     if not playlist.entries:
-        _err("no track satisfies the rules")
+        err("no track satisfies the rules")
         return Exit.FAILED
     folder = spec.output.parent if spec.relative else None
     data = render(playlist, spec.name, spec.format, relative_to=folder, explain=args.explain)
     if args.output is None:
-        _out(data)
+        out_bytes(data)
         return Exit.OK
     try:
         atomic_write(spec.output, data)
         if not args.no_history:
             record_history(history, spec.name, playlist, time.time())
     except PlaylistError as exc:
-        _err(str(exc))
+        err(str(exc))
         return Exit.FAILED
     if args.explain and spec.format != "json":
         for entry in playlist.entries:
             sys.stderr.write(f"{entry.track.path}\n  {explain_text(entry)}\n")
-    _err(f"wrote {len(playlist.entries)} tracks to {spec.output}")
+    err(f"wrote {len(playlist.entries)} tracks to {spec.output}")
     return Exit.OK
