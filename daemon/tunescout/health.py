@@ -48,9 +48,6 @@ class Health:
             self._last_status = status
             self._notify(f"STATUS={status}")
 
-    def extend_timeout(self, seconds: float) -> None:
-        self._notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
-
     def stopping(self, status: str = "stopping") -> None:
         self._notify(f"STOPPING=1\nSTATUS={status}")
 

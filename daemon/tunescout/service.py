@@ -18,7 +18,7 @@ from tunescout.errors import ConfigError, TunescoutError
 from tunescout.health import Health
 from tunescout.library.changes import Library
 from tunescout.library.walk import Walk, walk_library
-from tunescout.library.watcher import Watcher
+from tunescout.library.watcher import ChangeKind, Watcher, WatchMode
 from tunescout.lock import DatabaseLock
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
@@ -127,7 +127,7 @@ class Service:
                 change = self.watcher.changes.get_nowait()
             except queue.Empty:
                 return
-            if change.kind == "links":  # a symlinked folder came or went: walk again
+            if change.kind == ChangeKind.LINKS:  # a symlinked folder came or went: walk again
                 log.info("symlinked folder %s changed; rescanning", change.path,
                          extra={"EVENT": "link_changed", "TRACK_PATH": str(change.path)})
                 self._next_rescan = 0.0
@@ -138,8 +138,7 @@ class Service:
                 self._root_missing(root)
 
     def _root_missing(self, root: Path) -> None:
-        if self.watcher.modes.get(root) != "missing":
-            self.watcher.modes[root] = "missing"
+        if self.watcher.mark_missing(root):
             log.warning("library folder %s went away; keeping its files in the database and "
                         "watching for its return", root,
                         extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
@@ -152,11 +151,11 @@ class Service:
         returned = False
         for root, mode in list(self.watcher.modes.items()):
             present = root.is_dir()
-            if mode == "missing" and present:
+            if mode == WatchMode.MISSING and present:
                 log.info("library folder %s is back", root,
                          extra={"EVENT": "root_returned", "TRACK_PATH": str(root)})
                 returned = True
-            elif mode != "missing" and not present:
+            elif mode != WatchMode.MISSING and not present:
                 self._root_missing(root)
         if returned:
             self.watcher.stop()

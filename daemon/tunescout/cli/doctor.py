@@ -10,11 +10,12 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from tunescout.config import Config
 from tunescout.errors import StoreError
-from tunescout.library.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling
+from tunescout.library.watcher import MOUNTINFO, blind_submounts, filesystem_type, uses_polling, watch_limit
 from tunescout.store.reader import StoreReader
 from tunescout.store.schema import SCHEMA_VERSION
 from tunescout.units import format_size
@@ -24,19 +25,27 @@ from tunescout.workers.zygote_client import child_env
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 
+class Level(StrEnum):
+    """How bad a finding is: `fail` makes doctor exit 1."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
 @dataclass(frozen=True)
 class Check:
-    """One finding: `level` is "ok", "warn" or "fail"; `fix` says what to do about it."""
+    """One finding and, when it is not ok, what to do about it (`fix`)."""
 
     name: str
-    level: str
+    level: Level
     message: str
     fix: str = ""
 
 
 def check_all(config: Config, env: Mapping[str, str], *, analysis: bool = True) -> list[Check]:
     """Run every check, cheapest first."""
-    checks = [Check("config", "ok", f"{config.source}")]
+    checks = [Check("config", Level.OK, f"{config.source}")]
     checks.append(_check_database(config.store.path))
     for root in config.library.paths:
         checks.extend(_check_root(root, config.library.watch))
@@ -52,23 +61,23 @@ def _check_database(path: Path) -> Check:
     if not path.exists():
         folder = next((p for p in path.parents if p.exists()), Path("/"))
         if os.access(folder, os.W_OK):
-            return Check("database", "ok", f"{path} does not exist yet; the daemon creates it")
-        return Check("database", "fail", f"{path} does not exist and {folder} is not writable",
+            return Check("database", Level.OK, f"{path} does not exist yet; the daemon creates it")
+        return Check("database", Level.FAIL, f"{path} does not exist and {folder} is not writable",
                      f"create {path.parent} writable by the daemon's user, or set [store] path")
     try:
         store = StoreReader.open(path)
     except StoreError as exc:
-        return Check("database", "fail", str(exc), "see the message; the daemon migrates old schemas")
+        return Check("database", Level.FAIL, str(exc), "see the message; the daemon migrates old schemas")
     try:
         integrity = store.integrity_check()
         counts = store.counts()
     finally:
         store.close()
     if integrity != "ok":
-        return Check("database", "fail", f"{path}: integrity check says {integrity}",
+        return Check("database", Level.FAIL, f"{path}: integrity check says {integrity}",
                      "stop the daemon, move the database aside and start it again: the library is "
                      "analysed anew")
-    return Check("database", "ok", f"{path}: schema {SCHEMA_VERSION}, integrity ok, "
+    return Check("database", Level.OK, f"{path}: schema {SCHEMA_VERSION}, integrity ok, "
                  f"{counts.files} files, {counts.queued} queued")
 
 
@@ -99,58 +108,51 @@ def _inotify_works(root: Path) -> str | None:
         os.close(fd)
 
 
-def _read_limit(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _check_root(root: Path, watch: str, mountinfo: Path = MOUNTINFO) -> Iterator[Check]:
     name = f"library {root}"
     if not root.exists():
-        yield Check(name, "fail", "does not exist (not mounted?)",
+        yield Check(name, Level.FAIL, "does not exist (not mounted?)",
                     "mount it or fix [library] paths; the daemon waits for it and keeps its files")
         return
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        yield Check(name, "fail", "is not a readable folder",
+        yield Check(name, Level.FAIL, "is not a readable folder",
                     "make it readable by the daemon's user (chmod o+rx, or SupplementaryGroups=)")
         return
     fs_type = filesystem_type(root, mountinfo)
     if uses_polling(watch, fs_type):
-        yield Check(name, "ok", f"{fs_type}: watched by polling (inotify does not see changes made "
+        yield Check(name, Level.OK, f"{fs_type}: watched by polling (inotify does not see changes made "
                     "on other machines)")
         return
     why = _inotify_works(root)
     if why is not None:
-        yield Check(name, "warn", f"{fs_type}: inotify cannot watch it ({why}); polling is used",
+        yield Check(name, Level.WARN, f"{fs_type}: inotify cannot watch it ({why}); polling is used",
                     "raise fs.inotify.max_user_instances, or set [library] watch = \"poll\"")
         return
-    limit = _read_limit("/proc/sys/fs/inotify/max_user_watches")
+    limit = watch_limit()
     dirs = _count_dirs(root, (limit or 1 << 30) + 1)
     if limit is not None and dirs > limit * 0.9:
-        yield Check(name, "warn", f"{fs_type}: {dirs:,} folders against an inotify watch limit of "
+        yield Check(name, Level.WARN, f"{fs_type}: {dirs:,} folders against an inotify watch limit of "
                     f"{limit:,}", f"sysctl fs.inotify.max_user_watches={max(dirs * 2, 524288)} (and "
                     "in /etc/sysctl.d/ to keep it); until then folders past the limit are covered "
                     "by the periodic rescan only")
         return
     polled = blind_submounts(root, mountinfo) if watch == "auto" else []
-    yield Check(name, "ok", f"{fs_type}, inotify, {dirs:,} folders"
+    yield Check(name, Level.OK, f"{fs_type}, inotify, {dirs:,} folders"
                 + (f" (watch limit {limit:,})" if limit else "")
                 + "".join(f"; {mount} ({kind}) also polled" for mount, kind in polled))
 
 
 def _check_journal(env: Mapping[str, str]) -> Check:
     if not JOURNAL_SOCKET.exists():
-        return Check("journal", "warn", f"no journald socket at {JOURNAL_SOCKET}; logs go to stderr",
+        return Check("journal", Level.WARN, f"no journald socket at {JOURNAL_SOCKET}; logs go to stderr",
                      "fine outside systemd; under systemd, is systemd-journald running?")
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.connect(str(JOURNAL_SOCKET))
     except OSError as exc:
-        return Check("journal", "warn", f"journald does not answer at {JOURNAL_SOCKET}: {exc.strerror}",
+        return Check("journal", Level.WARN, f"journald does not answer at {JOURNAL_SOCKET}: {exc.strerror}",
                      "systemctl status systemd-journald")
-    return Check("journal", "ok", "journald reachable")
+    return Check("journal", Level.OK, "journald reachable")
 
 
 def _check_memory(config: Config) -> Check:
@@ -160,18 +162,18 @@ def _check_memory(config: Config) -> Check:
     figures = (f"{format_size(reading.available_bytes)} of {format_size(reading.total_bytes)} "
                f"available ({reading.source}); {format_size(budget)} per child")
     if need > reading.total_bytes:
-        return Check("memory", "fail", f"{figures}: not even one child fits",
+        return Check("memory", Level.FAIL, f"{figures}: not even one child fits",
                      "lower [workers] child_budget or [memory] reserve/min_available, or raise MemoryMax=")
     if budget < 256 * 2**20:
-        return Check("memory", "warn", f"{figures}: a budget under 256 MiB fails on ordinary tracks",
+        return Check("memory", Level.WARN, f"{figures}: a budget under 256 MiB fails on ordinary tracks",
                      "set [workers] child_budget to at least 512 MiB")
-    return Check("memory", "ok", figures)
+    return Check("memory", Level.OK, figures)
 
 
 def _check_numba_cache(env: Mapping[str, str]) -> Check:
     cache = env.get("NUMBA_CACHE_DIR")
     if not cache:
-        return Check("numba cache", "ok", "NUMBA_CACHE_DIR not set: numba caches beside librosa's "
+        return Check("numba cache", Level.OK, "NUMBA_CACHE_DIR not set: numba caches beside librosa's "
                      "sources when they are writable (under systemd the unit sets it)")
     path = Path(cache)
     try:
@@ -179,10 +181,10 @@ def _check_numba_cache(env: Mapping[str, str]) -> Check:
         with tempfile.NamedTemporaryFile(dir=path):
             pass
     except OSError as exc:
-        return Check("numba cache", "fail", f"{path} is not writable ({exc.strerror}): every start "
+        return Check("numba cache", Level.FAIL, f"{path} is not writable ({exc.strerror}): every start "
                      "recompiles (~17 s, +150 MiB)", "point NUMBA_CACHE_DIR at a writable folder "
                      "(the unit uses CacheDirectory=)")
-    return Check("numba cache", "ok", f"{path} writable")
+    return Check("numba cache", Level.OK, f"{path} writable")
 
 
 _PROBE = (
@@ -203,10 +205,10 @@ def _check_analysis(config: Config, env: Mapping[str, str]) -> Check:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=child_env(env), timeout=300)
     except subprocess.TimeoutExpired:
-        return Check("analysis", "fail", "the analysis stack did not warm up within 5 minutes",
+        return Check("analysis", Level.FAIL, "the analysis stack did not warm up within 5 minutes",
                      "check the machine's load and the numba cache")
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return Check("analysis", "fail", f"the analysis stack cannot start: {last}",
+        return Check("analysis", Level.FAIL, f"the analysis stack cannot start: {last}",
                      "reinstall: bash scripts/setup.sh install")
-    return Check("analysis", "ok", proc.stdout.strip())
+    return Check("analysis", Level.OK, proc.stdout.strip())

@@ -122,7 +122,7 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
-    from tunescout.cli.doctor import check_all
+    from tunescout.cli.doctor import Level, check_all
 
     checks = check_all(config, os.environ, analysis=not args.quick)
     if args.json:
@@ -130,9 +130,9 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     else:
         for check in checks:
             out(f"{check.level.upper():<5} {check.name}: {check.message}")
-            if check.fix and check.level != "ok":
+            if check.fix and check.level != Level.OK:
                 out(f"      fix: {check.fix}")
-    return Exit.FAILED if any(c.level == "fail" for c in checks) else Exit.OK
+    return Exit.FAILED if any(c.level == Level.FAIL for c in checks) else Exit.OK
 
 
 # --- parsing -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from tunescout.config import Config
 from tunescout.library.intake import Settler, is_candidate
 from tunescout.library.walk import Walk, look_again, plan_reconcile, walk_library
-from tunescout.library.watcher import Change
+from tunescout.library.watcher import Change, ChangeKind
 from tunescout.models import FileIdentity
 from tunescout.store.writer import PRIORITY_BACKFILL, PRIORITY_NEW, StoreWriter
 from tunescout.units import folder_of, format_duration, is_within
@@ -44,17 +44,17 @@ class Library:
     def apply(self, change: Change, wall: float) -> Path | None:
         """Apply one change; return the library root when it is the root that went away."""
         exts = self.config.library.extensions
-        if change.kind == "written" and is_candidate(change.path, exts):
+        if change.kind == ChangeKind.WRITTEN and is_candidate(change.path, exts):
             self.settler.touch(change.path, wall)
-        elif change.kind == "deleted":
+        elif change.kind == ChangeKind.DELETED:
             # not at once: a move into a folder inotify does not watch yet looks like a delete,
             # and the file turns up under its new name a moment later (see `_moved_here`)
             self.settler.forget(change.path)
             self._doomed[change.path] = (time.monotonic() + self.config.intake.settle_s
                                          + DELETE_GRACE_S)
-        elif change.kind == "moved" and change.dest is not None:
+        elif change.kind == ChangeKind.MOVED and change.dest is not None:
             self._moved(change.path, change.dest, wall)
-        elif change.kind == "dir_moved" and change.dest is not None:
+        elif change.kind == ChangeKind.DIR_MOVED and change.dest is not None:
             self.settler.forget_under(change.path)
             moved = self.store.rename(change.path, change.dest, tree=True)
             self.changes += moved
@@ -62,9 +62,9 @@ class Library:
                 log.info("moved folder %s to %s (%d files keep their analysis)", change.path,
                          change.dest, moved, extra={"EVENT": "moved", "TRACK_PATH": str(change.dest)})
             self._touch_tree(change.dest, wall)
-        elif change.kind == "dir_added":
+        elif change.kind == ChangeKind.DIR_ADDED:
             self._touch_tree(change.path, wall)
-        elif change.kind == "dir_deleted":
+        elif change.kind == ChangeKind.DIR_DELETED:
             self.settler.forget_under(change.path)
             if change.path in self.config.library.paths:
                 return change.path  # an unmounted disk: keep every file, wait for its return

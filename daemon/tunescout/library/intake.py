@@ -3,26 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-
-# Names that tools use while a file is still being written; they are renamed when complete.
-_TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".crdownload", ".partial", ".download", ".!qb", ".swp")
-_RSYNC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")  # rsync writes ".name.XXXXXX"
-
-
-def is_temp_name(name: str) -> bool:
-    """Return True for names of files that are still being written by some tool."""
-    lower = name.lower()
-    return (
-        lower.endswith(_TEMP_SUFFIXES)
-        or name.startswith(".~")
-        or name.startswith("~$")
-        or bool(_RSYNC_TEMP.match(name))
-    )
-
 
 TEMP_PREFIXES = (".~", "~$", "._")  # LibreOffice locks, Office owner files, macOS forks
 

@@ -8,6 +8,7 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from watchdog.events import (
@@ -38,13 +39,32 @@ NETWORK_FS_TYPES = frozenset(
 OBSERVER_TIMEOUT_S = 5.0
 
 
+class ChangeKind(StrEnum):
+    """What happened below a root, in the watcher's words."""
+
+    WRITTEN = "written"
+    DELETED = "deleted"
+    MOVED = "moved"
+    DIR_ADDED = "dir_added"
+    DIR_DELETED = "dir_deleted"
+    DIR_MOVED = "dir_moved"
+    LINKS = "links"  # a symlinked folder appeared, went or moved (watchdog does not follow them)
+
+
+class WatchMode(StrEnum):
+    """How one root is watched (shown by `status`, the STATUS line and the journal)."""
+
+    INOTIFY = "inotify"
+    INOTIFY_PARTIAL = "inotify-partial"  # past the watch limit: the rest by the periodic rescan
+    POLL = "poll"
+    MISSING = "missing"
+
+
 @dataclass(frozen=True)
 class Change:
     """Something happened below a root: a file was written, moved or deleted, or a folder."""
 
-    # "written", "deleted", "moved", "dir_added", "dir_deleted", "dir_moved", or "links": a
-    # symlinked folder appeared, went or moved (watchdog does not follow them; a walk does)
-    kind: str
+    kind: ChangeKind
     path: Path
     dest: Path | None = None
 
@@ -149,19 +169,19 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = self._path(event.src_path)
         if self._is_link_change(event, src):
-            self._put(Change("links", src))
+            self._put(Change(ChangeKind.LINKS, src))
         elif isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileClosedEvent)):
-            self._put(Change("written", src))
+            self._put(Change(ChangeKind.WRITTEN, src))
         elif isinstance(event, FileDeletedEvent):
-            self._put(Change("deleted", src))
+            self._put(Change(ChangeKind.DELETED, src))
         elif isinstance(event, FileMovedEvent):
-            self._put(Change("moved", src, self._path(event.dest_path)))
+            self._put(Change(ChangeKind.MOVED, src, self._path(event.dest_path)))
         elif isinstance(event, DirMovedEvent):
-            self._put(Change("dir_moved", src, self._path(event.dest_path)))
+            self._put(Change(ChangeKind.DIR_MOVED, src, self._path(event.dest_path)))
         elif isinstance(event, DirCreatedEvent):
-            self._put(Change("dir_added", src))
+            self._put(Change(ChangeKind.DIR_ADDED, src))
         elif isinstance(event, DirDeletedEvent):
-            self._put(Change("dir_deleted", src))
+            self._put(Change(ChangeKind.DIR_DELETED, src))
 
 
     def _path(self, raw: str | bytes) -> Path:
@@ -202,7 +222,7 @@ class Watcher:
         self.changes: queue.SimpleQueue[Change] = queue.SimpleQueue()
         self._handler = _Handler(self.changes, wake)
         self._observers: list[BaseObserver] = []
-        self.modes: dict[Path, str] = {}  # root -> "inotify", "poll" or "missing"
+        self.modes: dict[Path, WatchMode] = {}
         # threads wake at this interval only to check for stop(): keep an idle daemon quiet
         self._inotify: BaseObserver = Observer(timeout=OBSERVER_TIMEOUT_S)
         self._polling: BaseObserver = PollingObserver(timeout=self.poll_interval_s)
@@ -271,11 +291,11 @@ class Watcher:
         return self._polling, self._polling.schedule(
             self._handler, path, recursive=True, event_filter=_EVENT_FILTER), refused
 
-    def _schedule(self, root: Path) -> str:
+    def _schedule(self, root: Path) -> WatchMode:
         if not root.is_dir():
             log.warning("library folder %s does not exist or is not a folder; not watching it",
                         root, extra={"EVENT": "root_missing", "TRACK_PATH": str(root)})
-            return "missing"
+            return WatchMode.MISSING
         fs_type = filesystem_type(root, self.mountinfo)
         poll = uses_polling(self.mode, fs_type)
         *_, refused = self._watch(str(root), poll)
@@ -284,16 +304,16 @@ class Watcher:
                    else f"{fs_type} does not report remote changes to inotify")
             log.info("watching %s by polling every %g s (%s)", root, self.poll_interval_s, why,
                      extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
-            return "poll"
+            return WatchMode.POLL
         if refused is not None:
             log.warning("cannot watch %s with inotify (%s); polling every %g s instead",
                         root, refused, self.poll_interval_s,
                         extra={"EVENT": "watching", "WATCH_MODE": "poll", "FS_TYPE": fs_type})
-            return "poll"
+            return WatchMode.POLL
         log.info("watching %s with inotify (%s)", root, fs_type,
                  extra={"EVENT": "watching", "WATCH_MODE": "inotify", "FS_TYPE": fs_type})
         self._poll_blind_submounts(root)
-        return "inotify"
+        return WatchMode.INOTIFY
 
     def _poll_blind_submounts(self, tree: Path) -> None:
         """Poll the network and FUSE mounts inside a tree watched with inotify (which sees
@@ -318,7 +338,7 @@ class Watcher:
         get no events, so say so, with the sysctl that fixes it, and let the rescan cover them.
         `wait_s` gives watches just scheduled (symlinked folders) time to be placed.
         """
-        if "inotify" not in self.modes.values() or dirs == 0:
+        if WatchMode.INOTIFY not in self.modes.values() or dirs == 0:
             return True
         if any(observer is self._polling for observer, _ in self._links.values()):
             return True  # folders under a polled link need no watch, and are not told apart
@@ -337,13 +357,20 @@ class Watcher:
                     extra={"EVENT": "watch_limit", "WATCHES": watches, "FOLDERS": dirs,
                                    "WATCH_LIMIT": limit, "WATCHES_NEEDED": needed})
         for root, mode in self.modes.items():
-            if mode == "inotify":
-                self.modes[root] = "inotify-partial"
+            if mode == WatchMode.INOTIFY:
+                self.modes[root] = WatchMode.INOTIFY_PARTIAL
         return False
 
     def polled(self) -> list[Path]:
         """Return the folders watched by polling: roots, symlinked folders or mounts inside."""
         return sorted(Path(emitter.watch.path) for emitter in self._polling.emitters)
+
+    def mark_missing(self, root: Path) -> bool:
+        """Note that a root went away; return True when that is news."""
+        if self.modes.get(root) == WatchMode.MISSING:
+            return False
+        self.modes[root] = WatchMode.MISSING
+        return True
 
     def summary(self) -> str:
         """Return how the roots are watched, for the status line: "inotify", "poll", "mixed"."""
