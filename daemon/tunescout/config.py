@@ -177,7 +177,7 @@ def _analyser(value: Any) -> str:
 
 _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     "library": {
-        "paths": ("paths", lambda v: v),  # checked in _paths
+        "paths": ("paths", lambda v: v),  # checked and resolved in parse_config, with _nested
         "extensions": ("extensions", _extensions),
         "watch": ("watch", choice("auto", "inotify", "poll")),
         "poll_interval": ("poll_interval_s", parse_duration),

@@ -1,4 +1,4 @@
-"""Wire everything together and own the main loop and the signals. Nothing imports this module."""
+"""Wire everything together and own the main loop and the signals; only cli/ imports this (test_layers)."""
 
 from __future__ import annotations
 
