@@ -22,6 +22,25 @@ class StoreError(TunescoutError):
     """The database cannot be opened, migrated or written; the message says how to fix it."""
 
 
+class DatabaseUnavailable(StoreError):
+    """A write that will succeed later, when the disk has room again or another process lets go
+    of the database: the daemon keeps what it could not store and waits, instead of failing.
+
+    `status` is the short words for systemd's STATUS line."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DiskFull(DatabaseUnavailable):
+    """The filesystem under the database has no room for the write."""
+
+
+class DatabaseLocked(DatabaseUnavailable):
+    """Another process holds the database's write lock for longer than the busy timeout."""
+
+
 class ProtocolError(TunescoutError):
     """A message on the child pipe or the zygote socket is malformed."""
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunescout import __version__
 from tunescout.config import Config, load_config
-from tunescout.errors import ConfigError, TunescoutError
+from tunescout.errors import ConfigError, DatabaseUnavailable, TunescoutError
 from tunescout.health import Health
 from tunescout.library.changes import Library
 from tunescout.library.walk import Walk, walk_library
@@ -24,6 +25,7 @@ from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
 from tunescout.rebuilds import PlaylistRebuilds
 from tunescout.units import format_duration
+from tunescout.waiting import DatabaseWait
 from tunescout.workers.memory import MemoryGate
 
 log = logging.getLogger("tunescout.service")
@@ -66,6 +68,7 @@ class Service:
         self._started_at = time.time()
         self.playlists = PlaylistRebuilds(config, self.loop.wake)
         self._errors = 0  # main-loop turns failed in a row
+        self._db_wait = DatabaseWait()  # whether the database takes writes, and why not
         self._last_error, self._last_error_at = "", 0.0
 
     # --- signals ------------------------------------------------------------------------------
@@ -207,9 +210,13 @@ class Service:
     def _state(self) -> str:
         if self._stop_requested_at is not None:
             return "stopping"
-        if self.loop.gate.paused_reason:
+        if self.loop.gate.paused_reason or self._waiting_for_database():
             return "paused"
         return "running"
+
+    def _waiting_for_database(self) -> str | None:
+        problem = self._db_wait.problem or self.loop.supervisor.pending.problem
+        return problem.status if problem is not None else None
 
     def _status_line(self) -> str:
         counts = self.store.counts()
@@ -230,6 +237,8 @@ class Service:
                 parts.append(f"ETA {format_duration(counts.queued / rate * 60)}")
         if self.loop.gate.paused_reason:
             parts.append(f"paused: {self.loop.gate.paused_reason}")
+        if (waiting := self._waiting_for_database()) is not None:
+            parts.append(waiting)
         if counts.failed:
             quarantined = f" ({counts.quarantined} quarantined)" if counts.quarantined else ""
             parts.append(f"{counts.failed} failed{quarantined}")
@@ -306,28 +315,19 @@ class Service:
             candidates.append(0.5)
         return max(0.0, min(candidates))
 
-    def _refuse_unknown_roots(self) -> None:
-        """A library folder that does not exist and never held an analysed file is a mistake in
-        the config (a typo, a default ~/Music that is not there): say so at start instead of
-        waiting for it forever. One that held files and went away (a USB disk) is waited for."""
-        problems = [
-            f"library.paths: {root} does not exist (and nothing in it was ever analysed): create "
-            f"it, or name your music folder in library.paths ({self.config.source})"
-            for root in self.config.library.paths
-            if not root.exists() and self.store.files_under(os.fsencode(root)) == 0
-        ]
+    def run(self) -> int:
+        problems = [f"library.paths: {root} does not exist (and nothing in it was ever analysed): "
+                    f"create it, or name your music folder in library.paths ({self.config.source})"
+                    for root in self.library.unknown_roots()]
         if problems:
             raise ConfigError(self.config.source, problems)
-
-    def run(self) -> int:
-        self._refuse_unknown_roots()
         self._install_signals()
         self.loop.supervisor.start()
         self.watcher.start()
         self._start_reconcile()
         self.loop.check_memory(time.monotonic(), force=True)
         self.health.ready(self._status_line())
-        log.info("tunescout %s running: library %s, database %s", _version(),
+        log.info("tunescout %s running: library %s, database %s", __version__,
                  ", ".join(str(p) for p in self.config.library.paths), self.store.path,
                  extra={"EVENT": "started"})
         try:
@@ -346,27 +346,19 @@ class Service:
                 readable = self.loop.wait(self._timeout(now, wall))
                 now, wall = time.monotonic(), time.time()
                 self._handle_signals(now)
-                self._drain_changes(wall)
-                self.library.queue_settled(wall)
-                if self._walk is not None:
-                    self._finish_reconcile(wall)
-                if now >= self._next_rescan and not self._walking:
-                    self._start_reconcile()
-                self._check_roots(now)
-                self.library.forget_deleted(now)
-                stopping = self._stop_requested_at is not None
-                if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
-                    self.loop.supervisor.stop_all(now)
-                self.loop.step(readable, now, dispatch=not stopping)
-                if stopping and not self.loop.supervisor.busy():
-                    log.info("stopped; %d files queued for next time", self.store.queue_length(),
-                             extra={"EVENT": "stopped"})
+                writable = self._db_wait.writable(now, self.store, self.loop.supervisor.pending)
+                if writable is False:
+                    if self._waiting_turn(readable, now):
+                        return 0
+                    continue
+                if writable is None:
+                    self._next_rescan = 0.0  # what arrived while writes were refused
+                if self._turn(readable, now, wall):
                     return 0
-                if not stopping:
-                    progress = self.loop.supervisor.progress
-                    self.playlists.tick(now, progress.analysed + progress.failed
-                                        + progress.quarantined + self.library.changes)
-                self._publish(now)
+            except DatabaseUnavailable as exc:  # a full disk, a lock held elsewhere: wait, alive
+                self._db_wait.refused(exc, now)
+                self._waiting_turn(set(), now)
+                continue
             except Exception as exc:  # the main loop must survive anything
                 if self._loop_failed(exc, now):
                     return 1
@@ -374,6 +366,44 @@ class Service:
             self._errors = 0
             self.health.ping(now)
 
+    def _turn(self, readable: set[int], now: float, wall: float) -> bool:
+        """One turn of the loop; return True when the daemon has stopped."""
+        self._drain_changes(wall)
+        self.library.queue_settled(wall)
+        if self._walk is not None:
+            self._finish_reconcile(wall)
+        if now >= self._next_rescan and not self._walking:
+            self._start_reconcile()
+        self._check_roots(now)
+        self.library.forget_deleted(now)
+        stopping = self._stop_requested_at is not None
+        if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
+            self.loop.supervisor.stop_all(now)
+        self.loop.step(readable, now, dispatch=not stopping)
+        if stopping and not self.loop.supervisor.busy():
+            log.info("stopped; %d files queued for next time", self.store.queue_length(),
+                     extra={"EVENT": "stopped"})
+            return True
+        if not stopping:
+            progress = self.loop.supervisor.progress
+            self.playlists.tick(now, progress.analysed + progress.failed
+                                + progress.quarantined + self.library.changes)
+        self._publish(now)
+        return False
+
+    def _waiting_turn(self, readable: set[int], now: float) -> bool:
+        """A turn while the database refuses writes: read the children (their results are kept),
+        tell systemd why, keep pinging; return True when a stop has finished."""
+        if self._stop_requested_at is not None:
+            self.loop.supervisor.stop_all(now)
+        self.loop.step(readable, now, dispatch=False)
+        if self._stop_requested_at is not None and not self.loop.supervisor.busy():
+            log.info("stopped while the database refused writes; the files stay queued",
+                     extra={"EVENT": "stopped"})
+            return True
+        self.health.status(self._status_line())
+        self.health.ping(now)
+        return False
 
     def _loop_failed(self, exc: Exception, now: float) -> bool:
         """Log a failed loop turn without flooding the journal, back off; True: give up (stopping).
@@ -397,12 +427,6 @@ class Service:
 
 def _by_extension(counts: Counter[str]) -> str:
     return ", ".join(f"{ext} {n}" for ext, n in counts.most_common())
-
-
-def _version() -> str:
-    from tunescout import __version__
-
-    return __version__
 
 
 def run_daemon(config: Config, config_path: Path | None, env: Mapping[str, str], *,

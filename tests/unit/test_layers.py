@@ -13,7 +13,7 @@ The parts (docs/ARCHITECTURE.md draws them):
 - analysis/: the leaves only: the child side, loaded by the zygote by name, imported by nothing
   else, so the daemon process never holds librosa;
 - playlists/: the leaves, config and the store;
-- the wiring (service, loop, health, logs, rebuilds): all of the above but analysis;
+- the wiring (service, loop, health, logs, rebuilds, waiting): all of the above but analysis;
 - cli/ (and __main__) on top. Nothing imports the wiring but cli/; nothing imports cli/.
 """
 
@@ -27,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "daemon" / "tunescout"
 
 LEAVES = {"errors", "models", "units", "protocol", "lock", "convert", "__init__"}
-WIRING = {"service", "loop", "health", "logs", "rebuilds"}
+WIRING = {"service", "loop", "health", "logs", "rebuilds", "waiting"}
 
 # part -> the parts it may import (its own part is always allowed)
 ALLOWED: dict[str, set[str]] = {

@@ -35,6 +35,13 @@ class Library:
         self.changes = 0
         self._doomed: dict[Path, float] = {}  # deleted paths -> when to forget them (monotonic)
 
+    def unknown_roots(self) -> list[Path]:
+        """Return the library folders that do not exist and never held an analysed file: a
+        mistake in the config (a typo, a default ~/Music that is not there), said at start. One
+        that held files and went away (a USB disk) is waited for instead."""
+        return [root for root in self.config.library.paths
+                if not root.exists() and self.store.files_under(os.fsencode(root)) == 0]
+
     def reconfigure(self, config: Config) -> None:
         self.config = config
         self.settler.settle_s = config.intake.settle_s

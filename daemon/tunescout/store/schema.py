@@ -7,13 +7,14 @@ Paths are stored as BLOBs of their exact bytes, so names that are not UTF-8 surv
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tunescout.errors import StoreError
+from tunescout.errors import DatabaseLocked, DiskFull, StoreError
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -107,11 +108,16 @@ def _explain(exc: sqlite3.Error, path: Path) -> str:
     return f"database {path}: {text}"
 
 
+WRITE_WAIT_S = 2.0
+"""How long a write waits for another process's lock before it is kept for later (DatabaseLocked):
+short, so that the daemon's loop keeps pinging systemd's watchdog while the lock lasts."""
+
+
 def connect_writer(path: Path) -> sqlite3.Connection:
     """Open (creating and migrating) the database for the daemon, the only writer."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=WRITE_WAIT_S, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a power cut loses no committed result
         conn.execute("PRAGMA foreign_keys=ON")
@@ -151,17 +157,76 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
-    """Run a block as one write transaction; an SQLite error comes out as an explained StoreError."""
+    """Run a block as one write transaction; an SQLite error comes out as an explained StoreError
+    (DiskFull or DatabaseLocked when waiting will cure it). Nothing of a failed block stays: a
+    COMMIT refused for want of space leaves its transaction open, so it is rolled back too."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise StoreError(_explain(exc, path)) from exc
+        raise _store_error(exc, path) from exc
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """Return the StoreError an SQLite error means: one that waiting cures, or one to explain."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _free_bytes(path) < 1 << 20):
+        need = _room_needed(path)
+        return DiskFull(f"the disk under the database {path} is full ({exc}): free at least "
+                        f"~{need} MB there; analysis waits and resumes by itself",
+                        f"disk full: {path.parent} needs ~{need} MB")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        holder = lock_holder(path)
+        who = f"pid {holder}" if holder else "another process"
+        return DatabaseLocked(f"the database {path} is locked by {who} ({exc}); analysis waits "
+                              "and goes on when it is free", f"database locked by {who}")
+    return StoreError(_explain(exc, path))
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def _room_needed(path: Path) -> int:
+    """Return the MB to free, roughly: room for the write-ahead log to take a checkpoint's worth
+    of pages (1 % of the database, at least 16 MB), less what is free."""
+    size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    return max(16, math.ceil((max(16 << 20, size // 100) - _free_bytes(path)) / 1e6))
+
+
+def lock_holder(path: Path) -> int | None:
+    """Return the pid of another process holding a POSIX write lock on the database or its WAL
+    index (/proc/locks), or None. SQLite's write lock in WAL mode is a byte lock on `DB-shm`."""
+    inodes = set()
+    for candidate in (path, path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            st = candidate.stat()
+            inodes.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if (len(fields) < 6 or fields[1] not in ("POSIX", "OFDLCK") or fields[3] != "WRITE"
+                or not fields[4].isdigit()):
+            continue  # readers hold READ locks; the one in the way holds the WRITE lock
+        major, minor, inode = fields[5].split(":")
+        pid = int(fields[4])
+        if pid != os.getpid() and (int(major, 16), int(minor, 16), int(inode)) in inodes:
+            return pid
+    return None
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -301,6 +301,13 @@ class StoreWriter(StoreReader):
                 (json.dumps(state),),
             )
 
+    def probe_write(self) -> None:
+        """Write one small row: raises DatabaseUnavailable while the disk is full or another
+        process holds the write lock (an empty transaction would not touch the disk)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO daemon_state (key, value) VALUES ('probe', ?)",
+                         (json.dumps(time.time()),))
+
     # --- recordings: orphans and stale feature groups -----------------------------------------
 
     def prune_orphans(self, grace_s: float, now: float | None = None) -> int:

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tunescout.errors import ProtocolError
 from tunescout.models import FailureKind, FileIdentity, Job
 from tunescout.store.writer import StoreWriter
 from tunescout.units import format_size
+from tunescout.workers.pending import PendingWrites
 from tunescout.workers.verdict import Action, BatchEnd, decode_returncode, judge_batch
 from tunescout.workers.zygote_client import ZygoteHandle
 
@@ -79,6 +81,7 @@ class Supervisor:
         self._zygote_failures = 0
         self._early_deaths = 0  # children in a row that died before their first file
         self._replace_zygote = False  # the analyser changed: a new zygote once batches finish
+        self.pending = PendingWrites()  # results the database did not take yet
         # where jobs come from: the whole queue for the daemon, the named files for `scan`
         self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
 
@@ -162,6 +165,7 @@ class Supervisor:
 
     def poll(self, readable: set[int], now: float) -> None:
         """Read what children and the zygote said, enforce deadlines, finish batches."""
+        self.pending.flush(now)
         if self.zygote is not None and self.zygote.fileno() in readable:
             messages, gone = self.zygote.receive()
             for message in messages:
@@ -187,6 +191,8 @@ class Supervisor:
         """Start batches until `workers` children run or the queue is empty; return how many."""
         if not self.ready or self.zygote is None or self.fatal or self._replace_zygote:
             return 0
+        if not self.pending.flush(now):
+            return 0  # no new work while results wait for the database (so they stay few)
         started = 0
         while len(self.batches) < workers:
             jobs = self._next_batch_jobs(workers)
@@ -197,7 +203,7 @@ class Supervisor:
         return started
 
     def busy(self) -> bool:
-        return bool(self.batches)
+        return bool(self.batches) or bool(self.pending)
 
     def in_flight(self) -> set[Path]:
         return {j.path for b in self.batches.values() for j in b.jobs}
@@ -219,13 +225,13 @@ class Supervisor:
             try:
                 st = os.stat(job.path)
             except FileNotFoundError:
-                self.store.remove_files([job.path])
+                self.pending.run(partial(self.store.remove_files, [job.path]))
                 log.info("%s vanished before analysis", job.path,
                          extra={"EVENT": "removed", "TRACK_PATH": str(job.path)})
                 continue
             except OSError as exc:
-                self.store.record_failure(job.path, None, FailureKind.IO,
-                                          f"cannot stat: {exc.strerror}", quarantine=False)
+                self.pending.run(partial(self.store.record_failure, job.path, None, FailureKind.IO,
+                                    f"cannot stat: {exc.strerror}", quarantine=False))
                 continue
             identity = FileIdentity.from_stat(st)
             alone = job.solo or identity.size > self.config.workers.large_file_bytes
@@ -317,11 +323,15 @@ class Supervisor:
 
     def _record_ok(self, batch: Batch, job: Job, identity: FileIdentity,
                    message: protocol.FileAnalysed) -> None:
-        result = message.analysis
         if not self._unchanged(job.path, identity):
             log.info("%s changed during analysis; it will be analysed again", job.path,
                      extra={"EVENT": "changed", "TRACK_PATH": str(job.path)})
             return  # stays queued; the watcher or the next reconcile sees the new version
+        self.pending.run(partial(self._stored_ok, batch.id, batch.pid, job, identity, message))
+
+    def _stored_ok(self, batch_id: str, pid: int | None, job: Job, identity: FileIdentity,
+                   message: protocol.FileAnalysed) -> None:
+        result = message.analysis
         self.store.record_analysis(job.path, identity, result)
         self.progress.analysed += 1
         tempo = next((g.values.get("tempo_bpm") for g in result.features if g.name == "rhythm"), None)
@@ -332,8 +342,8 @@ class Supervisor:
         else:
             how = ""
         log.info("analysed %s%s", job.path, how, extra={
-            "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch.id,
-            "CHILD_PID": batch.pid, "DURATION_MS": message.duration_ms,
+            "EVENT": "analysed", "TRACK_PATH": str(job.path), "BATCH_ID": batch_id,
+            "CHILD_PID": pid, "DURATION_MS": message.duration_ms,
             "PEAK_RSS_KB": message.peak_rss_kb, "TEMPO_BPM": tempo,
             "FEATURES_REUSED": int(result.features_reused),
         })
@@ -348,16 +358,18 @@ class Supervisor:
     def _record_failure(self, batch: Batch, job: Job, identity: FileIdentity, kind: FailureKind,
                         reason: str,
                         *, quarantine: bool, extra: dict[str, Any] | None = None) -> None:
+        fields = {"EVENT": "quarantined" if quarantine else "failed", "TRACK_PATH": str(job.path),
+                  "ERROR_KIND": kind, "BATCH_ID": batch.id, "CHILD_PID": batch.pid, **(extra or {})}
+        self.pending.run(partial(self._stored_failure, job, identity, kind, reason, quarantine, fields))
+
+    def _stored_failure(self, job: Job, identity: FileIdentity, kind: FailureKind, reason: str,
+                        quarantine: bool, fields: dict[str, Any]) -> None:
         self.store.record_failure(job.path, identity, kind, reason, quarantine=quarantine)
         if quarantine:
             self.progress.quarantined += 1
-        else:
-            self.progress.failed += 1
-        fields = {"EVENT": "quarantined" if quarantine else "failed", "TRACK_PATH": str(job.path),
-                  "ERROR_KIND": kind, "BATCH_ID": batch.id, "CHILD_PID": batch.pid, **(extra or {})}
-        if quarantine:
             log.warning("quarantined %s: %s", job.path, reason, extra=fields)
         else:
+            self.progress.failed += 1
             log.warning("failed %s: %s: %s", job.path, kind, reason, extra=fields)
 
     # --- deadlines and endings ----------------------------------------------------------------
@@ -380,7 +392,9 @@ class Supervisor:
             batch.term_sent_at = now
 
     def stop_all(self, now: float) -> None:
-        """Stop every running child (SIGTERM, then SIGKILL after the grace)."""
+        """Stop every running child (SIGTERM, then SIGKILL after the grace); results the database
+        still refuses are let go: their files stay queued and are analysed at the next start."""
+        self.pending.drop()
         for batch in self.batches.values():
             batch.stopping = True
             self._terminate(batch, now)
@@ -397,7 +411,7 @@ class Supervisor:
         assert verdict.culprit is not None and verdict.kind is not None
         job, identity = batch.jobs[verdict.culprit], batch.identities[verdict.culprit]
         if verdict.action is Action.RETRY_ALONE:
-            self.store.mark_solo(job.path)
+            self.pending.run(partial(self.store.mark_solo, job.path))
             log.info("batch %s: child %s on %s; retrying that file alone", batch.id, verdict.reason,
                      job.path, extra={"EVENT": "retry_alone", "TRACK_PATH": str(job.path),
                                       "BATCH_ID": batch.id, "ERROR_KIND": verdict.kind})
