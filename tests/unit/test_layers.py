@@ -159,7 +159,7 @@ def test_only_the_analysis_imports_the_signal_stack() -> None:
 
 # who may open the daemon's writer: the loop (it owns the one connection), the library and the
 # supervisor (handed that writer), the CLI for `retry`; everything else reads through StoreReader
-WRITER_IMPORTERS = {"loop", "library.changes", "workers.supervisor", "cli.inspect"}
+WRITER_IMPORTERS = {"loop", "waiting", "library.changes", "workers.supervisor", "cli.inspect"}
 # inside the store: the schema knows neither side, the reader does not know the writer
 STORE_ORDER = {"store.schema": set(), "store.reader": {"store.schema"},
                "store.writer": {"store.schema", "store.reader"}, "store": set()}
