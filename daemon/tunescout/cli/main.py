@@ -184,7 +184,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     counts = store.counts()
     daemon = _daemon_view(store.daemon_state())
     if args.json:
-        _dump({**asdict(counts), "daemon": daemon, "database": str(config.store.path)})
+        radio = daemon.get("radio") if daemon["state"] != "stopped" else None
+        _dump({**asdict(counts), "daemon": daemon, "radio": radio, "database": str(config.store.path)})
         return Exit.OK
     state = daemon["state"]
     line = f"tunescout: {state}"
@@ -197,6 +198,10 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         _out(f"  {daemon['status']}")
     if daemon.get("paused_reason"):
         _out(f"  paused: {daemon['paused_reason']}")
+    if state != "stopped" and isinstance(daemon.get("radio"), dict):
+        from tunescout.radio.status import status_line
+
+        _out(f"  {status_line(daemon['radio'])}")
     if state != "stopped" and daemon.get("workers") is not None:
         free = daemon.get("memory_available_bytes")
         _out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))
@@ -324,6 +329,12 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     return build(args, config)
 
 
+def cmd_radio(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.cli.radio import cmd_radio as run_radio
+
+    return run_radio(args, config)
+
+
 def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunescout", description="Watch a music library, analyse every track, build playlists.")
@@ -354,6 +365,9 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     else:
         sub.add_parser("playlist", help="build a playlist from the analysed library (similar "
                        "tracks, a path from A to B, a tag query); see tunescout playlist --help")
+    from tunescout.cli.radio import add_radio_parser
+
+    add_radio_parser(sub)
     doctor = sub.add_parser("doctor", help="check the config, database, library, journal, memory "
                             "and analysis stack; explain what is wrong")
     doctor.add_argument("--json", action="store_true")
@@ -363,7 +377,7 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry, "playlist": cmd_playlist,
-            "doctor": cmd_doctor}
+            "doctor": cmd_doctor, "radio": cmd_radio}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
