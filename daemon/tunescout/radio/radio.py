@@ -24,6 +24,7 @@ from tunescout.errors import PlaylistError
 from tunescout.radio.history import PlayHistory
 from tunescout.radio.mpd import (
     ACK_NO_EXIST,
+    ACK_PERMISSION,
     MPDClient,
     MPDCommandError,
     MPDError,
@@ -100,7 +101,7 @@ class Radio:
                 if failures:
                     log.info("radio connected to MPD at %s again", self.address,
                              extra={"EVENT": "radio_connected", "MPD": str(self.address)})
-                failures, last_error = 0, ""
+                failures = 0
                 self._serve()
             except MPDError as exc:
                 self._disconnect()
@@ -108,14 +109,22 @@ class Radio:
                     break
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
                 failures += 1
-                if str(exc) != last_error:
-                    last_error = str(exc)
-                    log.warning("radio: %s; retrying (every %d s at most)", exc, BACKOFF_S[-1],
+                reason = self._reason(exc)
+                # once per outage; a refusal (a password) that follows a lost connection too
+                if failures == 1 or (isinstance(exc, MPDCommandError) and reason != last_error):
+                    log.warning("radio: %s; retrying (every %d s at most)", reason, BACKOFF_S[-1],
                                 extra={"EVENT": "radio_disconnected", "MPD": str(self.address),
-                                       "REASON": str(exc)})
-                self._set(state="disconnected", connected=False, reason=str(exc))
+                                       "REASON": reason})
+                last_error = reason
+                self._set(state="disconnected", connected=False, reason=reason)
                 self._sleep(delay)
         self._disconnect()
+
+    def _reason(self, exc: MPDError) -> str:
+        if isinstance(exc, MPDCommandError) and exc.code == ACK_PERMISSION:
+            return (f"MPD at {self.address} does not allow {exc.command or 'the radio'} without a "
+                    "password: set MPD_PASSWORD or [radio] password")
+        return str(exc)
 
     def _connect(self) -> None:
         self._set(state="connecting", reason=None)
