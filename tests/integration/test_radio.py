@@ -245,3 +245,38 @@ def test_the_daemon_runs_the_radio_in_a_thread_and_status_shows_it(
     assert len(daemon.events("radio_added")) >= AHEAD + 1
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.log()
+
+
+def test_mpd_playlists_load_into_the_real_mpd(radio_library: tuple[Library, MPD, dict[str, str]],
+                                              tmp_path: Path) -> None:
+    """`--format mpd` (and `[[playlists]] format = "mpd"`) write an .m3u MPD lists and loads whole."""
+    from tunescout.config import load_config
+    from tunescout.playlists.keeper import rebuild_playlists
+    from tunescout.store.reader import StoreReader
+
+    library, mpd, _ = radio_library
+    out = mpd.playlists / "evening.m3u"
+    proc = library.cli("playlist", "--seed", str(library.music / "mid/001.wav"), "--length", "8",
+                       "--format", "mpd", "--output", str(out))
+    assert b"outside" not in proc.stderr
+    assert not any(line.startswith(b"/") for line in out.read_bytes().splitlines())
+    library.sections["playlists"] = {}  # replaced below: an array of tables
+    text = library.config.read_text().replace("[playlists]\n", "")
+    library.config.write_text(text + f'[[playlists]]\nname = "kept"\noutput = "{mpd.playlists}/kept.m3u"\n'
+                              f'seeds = ["{library.music}/slow/003.wav"]\nlength = 6\nformat = "mpd"\n')
+    config = load_config(library.config)
+    store = StoreReader.open(library.db)
+    try:
+        assert rebuild_playlists(store, config.playlists.specs, time.time()) == [mpd.playlists / "kept.m3u"]
+    finally:
+        store.close()
+    assert set(mpd.mpc("lsplaylists").split()) >= {"evening", "kept"}
+    mpd.mpc("clear")
+    mpd.mpc("load", "evening")
+    assert len(mpd.queue()) == 8
+    mpd.mpc("load", "kept")
+    assert len(mpd.queue()) == 14
+    # an .m3u8 with --relative in MPD's playlist folder: paths climb out; the command says so
+    proc = library.cli("playlist", "--seed", str(library.music / "mid/001.wav"), "--length", "3",
+                       "--relative", "--output", str(mpd.playlists / "bad.m3u8"))
+    assert b"use --format mpd" in proc.stderr
