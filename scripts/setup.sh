@@ -77,7 +77,9 @@ case "$action" in
     exec "$venv/bin/tunescout" "$@" run
     ;;
   test)
-    install_system_packages rsync  # tests/integration/test_changes.py copies an album in with rsync
+    # rsync: tests/integration/test_changes.py copies an album in with it; mpd and mpc: the radio
+    # tests (tests/integration/test_radio.py) start a private MPD and drive it with mpc
+    install_system_packages rsync mpd mpc
     install_venv "[test]"
     cd "$here"
     set +e

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tunescout.convert import Converter, choice, did_you_mean, int_in, percent, resolve_path
+from tunescout.convert import Converter, choice, did_you_mean, int_in, percent, resolve_path, text
 from tunescout.errors import ConfigError
 from tunescout.models import AUDIO_EXTENSIONS
-from tunescout.playlists.request import PlaylistSpec, parse_playlist_specs
+from tunescout.playlists.request import RULE_KEYS, PlaylistSpec, Rules, parse_playlist_specs, parse_rules
 from tunescout.units import parse_duration, parse_size
 
 DEFAULT_ANALYSER = "tunescout.analysis:analyse_file"
@@ -71,6 +72,25 @@ class PlaylistKeeperConfig:
 
 
 @dataclass(frozen=True)
+class RadioConfig:
+    """`[radio]`: keep MPD's queue `ahead` tracks ahead of the current song."""
+
+    mpd: str = "127.0.0.1:6600"  # host:port, or a Unix socket path (checked by radio.mpd)
+    password: str | None = None  # MPD_PASSWORD outranks the file
+    music_directory: Path | None = None  # MPD's; default: the only library path
+    ahead: int = 10
+    seeds: int = 3  # the current song and the last few played seed each addition
+    no_repeat_tracks: int = 200  # nothing played among the last this many tracks ...
+    no_repeat_for_s: float = 8 * 3600.0  # ... or within this long comes back
+    history: Path | None = None  # default: radio-history.json beside the database
+    rules: Rules = field(default_factory=Rules)
+
+
+RADIO_KEYS = ("mpd", "password", "music_directory", "ahead", "seeds", "no_repeat_tracks",
+              "no_repeat_for", "history", *(k for k in RULE_KEYS if k != "length"))
+
+
+@dataclass(frozen=True)
 class Config:
     library: LibraryConfig
     store: StoreConfig
@@ -79,6 +99,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     playlists: PlaylistKeeperConfig = field(default_factory=PlaylistKeeperConfig)
+    radio: RadioConfig | None = None  # None: no [radio] section, no radio in the daemon
     source: str = "built-in defaults"
 
 
@@ -236,9 +257,10 @@ def parse_config(
     raw = dict(raw)
     keeper = _playlists(raw.pop("playlists", None), raw.pop("playlist_keeper", None), base_dir,
                         problems)
+    radio_table = raw.pop("radio", None)
     for section, table in raw.items():
         if section not in _SECTIONS:
-            known = [*_SECTIONS, "playlists", "playlist_keeper"]
+            known = [*_SECTIONS, "playlists", "playlist_keeper", "radio"]
             problems.append(f"{section}: unknown section{did_you_mean(section, known)}")
             continue
         if not isinstance(table, dict):
@@ -284,6 +306,8 @@ def parse_config(
             "so that intake does not flap"
         )
     memory["resume_below_percent"] = resume
+    radio = None if radio_table is None else _radio(radio_table, env, base_dir, library["paths"], problems)
+    keeper = _mpd_playlists(keeper, radio, library["paths"], problems)
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -294,6 +318,7 @@ def parse_config(
         memory=MemoryConfig(**memory),
         log=LogConfig(**values["log"]),
         playlists=keeper,
+        radio=radio,
         source=source,
     )
 
@@ -322,3 +347,67 @@ def _playlists(tables: Any, keeper: Any, base_dir: Path | None,
         problems.extend(found)
         values["specs"] = tuple(specs)
     return PlaylistKeeperConfig(**values)
+
+
+def _only_library_path(paths: Any) -> Path | None:
+    return paths[0] if isinstance(paths, tuple) and len(paths) == 1 else None
+
+
+def _radio(table: Any, env: Mapping[str, str], base_dir: Path | None, paths: Any,
+           problems: list[str]) -> RadioConfig:
+    """Read `[radio]`: the MPD connection, how far ahead, the repeat window and the rules."""
+    if not isinstance(table, dict):
+        problems.append("radio: expected a table ([radio])")
+        return RadioConfig()
+    problems.extend(f"radio.{key}: unknown key{did_you_mean(key, RADIO_KEYS)}"
+                    for key in table if key not in RADIO_KEYS)
+    converters: dict[str, tuple[str, Converter]] = {
+        "mpd": ("mpd", _mpd_address), "password": ("password", text),
+        "music_directory": ("music_directory", lambda v: resolve_path(v, base_dir)),
+        "ahead": ("ahead", int_in(1, 100)), "seeds": ("seeds", int_in(1, 20)),
+        "no_repeat_tracks": ("no_repeat_tracks", int_in(0, 100_000)),
+        "no_repeat_for": ("no_repeat_for_s", parse_duration),
+        "history": ("history", lambda v: resolve_path(v, base_dir)),
+    }
+    values: dict[str, Any] = {}
+    for key, (attr, convert) in converters.items():
+        if key in table:
+            try:
+                values[attr] = convert(table[key])
+            except ValueError as exc:
+                problems.append(f"radio.{key}: {exc}")
+    rules, found = parse_rules(table, RULE_KEYS, Rules(), base_dir)
+    problems.extend(f"radio.{p}" for p in found)
+    if env.get("MPD_PASSWORD"):
+        values["password"] = env["MPD_PASSWORD"]
+    if "music_directory" not in values:
+        only = _only_library_path(paths)
+        if only is None and isinstance(paths, tuple):
+            problems.append("radio.music_directory: required with several library paths: "
+                            "MPD's music_directory")
+        values["music_directory"] = only
+    return RadioConfig(**values, rules=rules)
+
+
+def _mpd_address(value: Any) -> str:
+    """Check "host", "host:port", "[::1]:6600" or a socket path (radio.mpd parses it)."""
+    address = text(value).strip()
+    if not address.startswith(("/", "@", "~")) and not re.match(
+            r"^(?:\[[^\]]+\]|[^:\s]+)(?::(?:[1-9]\d{0,4}))?$", address):
+        raise ValueError(f"cannot read {address!r}; write host:port or a socket path")
+    return address
+
+
+def _mpd_playlists(keeper: PlaylistKeeperConfig, radio: RadioConfig | None, paths: Any,
+                   problems: list[str]) -> PlaylistKeeperConfig:
+    """Give each `format = "mpd"` playlist its music directory: its own, the radio's, the library's."""
+    fallback = (radio.music_directory if radio else None) or _only_library_path(paths)
+    specs = []
+    for position, spec in enumerate(keeper.specs):
+        if spec.format == "mpd" and spec.music_directory is None:
+            if fallback is None:
+                problems.append(f"playlists[{position}].music_directory: required for format \"mpd\" "
+                                "with several library paths: MPD's music_directory")
+            spec = replace(spec, music_directory=fallback)
+        specs.append(spec)
+    return replace(keeper, specs=tuple(specs))

@@ -23,6 +23,7 @@ from tunescout.library.watcher import ChangeKind, Watcher, WatchMode
 from tunescout.lock import DatabaseLock
 from tunescout.logs import setup_logging
 from tunescout.loop import MEMORY_EVERY_S, Loop
+from tunescout.radio.thread import RadioThread
 from tunescout.rebuilds import PlaylistRebuilds
 from tunescout.units import format_duration
 from tunescout.waiting import DatabaseWait
@@ -67,6 +68,8 @@ class Service:
         self._summary_base = (0, 0)
         self._started_at = time.time()
         self.playlists = PlaylistRebuilds(config, self.loop.wake)
+        self.radio = RadioThread(config, self.loop.wake)  # its own thread and read-only connection
+        self._radio_seen = 0
         self._errors = 0  # main-loop turns failed in a row
         self._db_wait = DatabaseWait()  # whether the database takes writes, and why not
         self._last_error, self._last_error_at = "", 0.0
@@ -112,6 +115,7 @@ class Service:
         self.library.reconfigure(new)
         self.loop.supervisor.clear_fatal()
         self.playlists.reconfigure(new)
+        self.radio.reconfigure(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
@@ -253,6 +257,8 @@ class Service:
         busy = self.loop.supervisor.busy() or self._walking or len(self.library.settler) > 0
         shape = (busy, self.loop.supervisor.ready)
         changed, self._published_shape = shape != self._published_shape, shape
+        changed |= self.radio.changes != self._radio_seen
+        self._radio_seen = self.radio.changes
         due = self._last_status_at + (STATUS_EVERY_S if busy else HEARTBEAT_EVERY_S)
         if not force and not changed and now < due:
             return
@@ -271,6 +277,7 @@ class Service:
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
             "unanalysed": dict(self._unanalysed.most_common()),
+            "radio": self.radio.status.as_json() if self.radio.status is not None else None,
         })
         self._summary(now)
 
@@ -325,6 +332,7 @@ class Service:
         self.loop.supervisor.start()
         self.watcher.start()
         self._start_reconcile()
+        self.radio.start()
         self.loop.check_memory(time.monotonic(), force=True)
         self.health.ready(self._status_line())
         log.info("tunescout %s running: library %s, database %s", __version__,
@@ -334,6 +342,7 @@ class Service:
             return self._main_loop()
         finally:
             self.playlists.join(timeout_s=10)
+            self.radio.stop()
             self.watcher.stop()
             self.store.set_daemon_state({"state": "stopped", "pid": os.getpid(),
                                          "updated_at": time.time(), "status": "stopped"})

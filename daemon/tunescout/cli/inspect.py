@@ -49,7 +49,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     counts = store.counts()
     daemon = _daemon_view(store.daemon_state())
     if args.json:
-        dump({**asdict(counts), "daemon": daemon, "database": str(config.store.path)})
+        radio = daemon.get("radio") if daemon["state"] != "stopped" else None
+        dump({**asdict(counts), "daemon": daemon, "radio": radio, "database": str(config.store.path)})
         return Exit.OK
     state = daemon["state"]
     line = f"tunescout: {state}"
@@ -62,6 +63,10 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         out(f"  {daemon['status']}")
     if daemon.get("paused_reason"):
         out(f"  paused: {daemon['paused_reason']}")
+    if state != "stopped" and isinstance(daemon.get("radio"), dict):
+        from tunescout.radio.status import status_line
+
+        out(f"  {status_line(daemon['radio'])}")
     if state != "stopped" and daemon.get("workers") is not None:
         free = daemon.get("memory_available_bytes")
         out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))

@@ -144,6 +144,12 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     return build(args, config)
 
 
+def cmd_radio(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.cli.radio import cmd_radio as run_radio
+
+    return run_radio(args, config)
+
+
 def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunescout", description="Watch a music library, analyse every track, build playlists.")
@@ -174,6 +180,9 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     else:
         sub.add_parser("playlist", help="build a playlist from the analysed library (similar "
                        "tracks, a path from A to B, a tag query); see tunescout playlist --help")
+    from tunescout.cli.radio import add_radio_parser
+
+    add_radio_parser(sub)
     doctor = sub.add_parser("doctor", help="check the config, database, library, journal, memory "
                             "and analysis stack; explain what is wrong")
     doctor.add_argument("--json", action="store_true")
@@ -183,7 +192,7 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry, "playlist": cmd_playlist,
-            "doctor": cmd_doctor}
+            "doctor": cmd_doctor, "radio": cmd_radio}
 
 
 def _load(args: argparse.Namespace) -> Config | Exit:

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tunescout.playlists.catalogue import Catalogue, TrackNotFound
 from tunescout.playlists.explain import Playlist
 from tunescout.playlists.history import recent_digests, record_history
 from tunescout.playlists.keeper import build_from_spec, tracks_from_rows
-from tunescout.playlists.render import explain_text, render
+from tunescout.playlists.render import explain_text, outside, relative_folder, render
 from tunescout.playlists.request import FORMATS, ORDERS, PlaylistSpec, Rules, parse_range, parse_weights
 from tunescout.store.reader import StoreReader
 
@@ -71,6 +72,9 @@ def add_playlist_parser(subparsers: Any) -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="same as --format json")
     output.add_argument("--output", "-o", type=Path, metavar="FILE", help="write here (default stdout)")
     output.add_argument("--relative", action="store_true", help="paths relative to FILE's folder")
+    output.add_argument("--music-directory", type=Path, metavar="DIR",
+                        help="MPD's music_directory, for --format mpd (default: [radio] "
+                        "music_directory, else the only library path)")
     output.add_argument("--name", help="playlist name (default: the output file's name)")
     output.add_argument("--history", type=Path, metavar="FILE",
                         help="playlist history file (default: $XDG_STATE_HOME/tunescout/…)")
@@ -106,6 +110,7 @@ def spec_from_args(args: argparse.Namespace) -> PlaylistSpec:
         name=args.name or (output.stem if args.output else "tunescout"), output=output, rules=rules,
         seeds=tuple(args.seed), query=args.query, path_from=args.path_from, path_to=args.path_to,
         format=fmt, relative=args.relative, exclude_recent=args.exclude_recent,
+        music_directory=Path(os.path.abspath(args.music_directory)) if args.music_directory else None,
     )
 
 
@@ -116,6 +121,13 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     except PlaylistError as exc:
         err(str(exc))
         return Exit.USAGE
+    if spec.format == "mpd" and spec.music_directory is None:
+        fallback = (config.radio.music_directory if config.radio else None) or (
+            config.library.paths[0] if len(config.library.paths) == 1 else None)
+        if fallback is None:
+            err("--format mpd needs --music-directory (MPD's music_directory)")
+            return Exit.USAGE
+        spec = replace(spec, music_directory=fallback)
     history = args.history or default_history(os.environ)
     store = StoreReader.open(config.store.path)
     try:
@@ -147,7 +159,14 @@ def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, hist
     if not playlist.entries:
         err("no track satisfies the rules")
         return Exit.FAILED
-    folder = spec.output.parent if spec.relative else None
+    folder = relative_folder(spec)
+    if folder is not None:
+        left = outside(playlist, folder)
+        if left:
+            where = "MPD's music_directory" if spec.format == "mpd" else "the playlist's folder"
+            err(f"warning: {len(left)} tracks are outside {where} {folder} (such as {left[0]})"
+                 + ("; left out" if spec.format == "mpd" else "; MPD resolves relative paths against "
+                    "its music_directory: use --format mpd"))
     data = render(playlist, spec.name, spec.format, relative_to=folder, explain=args.explain)
     if args.output is None:
         out_bytes(data)

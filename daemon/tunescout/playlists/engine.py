@@ -135,17 +135,27 @@ class _Walk:
 # --- similar to seeds ----------------------------------------------------------------------------
 
 
-def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules) -> Playlist:
+def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
+                     seed_weights: Sequence[float] | None = None,
+                     queued: Sequence[int] = ()) -> Playlist:
     """Return tracks similar to one or more seeds (never the seeds), ordered as rules.order asks.
 
-    With several seeds each gets an equal share of the playlist, filled from the tracks nearest
-    to it, so that one seed with a dense neighbourhood does not take the whole list.
+    With several seeds each gets a share of the playlist, filled from the tracks nearest to it,
+    so that one seed with a dense neighbourhood does not take the whole list. `seed_weights`
+    (the radio: the song playing weighs most) replace the shares: each seed's distances are
+    divided by its weight, so a track must be that much closer to a lighter seed to count.
+    `queued` are tracks already lined up before the new ones (the radio's queue, oldest first):
+    never picked again, the spacing rules count them, and the flow continues from the last.
     """
     rules.check()
     if not seeds:
         raise PlaylistError("give at least one seed")
+    weights = np.asarray(seed_weights if seed_weights is not None else [1.0] * len(seeds), dtype=np.float64)
+    if len(weights) != len(seeds) or not np.all(weights > 0):
+        raise PlaylistError("every seed needs a weight above zero")
     weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
-    squared = np.stack([_squared_distances(weighted, weighted[s]) for s in seeds])
+    squared = np.stack([_squared_distances(weighted, weighted[s]) / w**2
+                        for s, w in zip(seeds, weights, strict=True)])
     nearest = np.argmin(squared, axis=0)
     base = np.sqrt(squared[nearest, np.arange(len(cat))])
     mask = candidate_mask(cat, rules)
@@ -153,22 +163,26 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules) -> Play
         mask &= _near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
     walk = _Walk(cat, rules, base, np.flatnonzero(mask))
     for seed in seeds:
-        walk.place(seed, -1)
-    quota = np.full(len(seeds), -(-rules.length // len(seeds)))
+        walk.place(seed, -1 - len(queued))
+    for back, index in enumerate(reversed(queued)):
+        walk.place(index, -1 - back)
+    quota = (np.full(len(seeds), rules.length) if seed_weights is not None
+             else np.full(len(seeds), -(-rules.length // len(seeds))))
     taken = np.zeros(len(seeds), dtype=np.intp)
     cost = _order_cost(cat, rules, base, walk.shortlist)
 
     def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
         return cost(pos, prev, rows), taken[nearest[rows]] < quota[nearest[rows]]
 
+    before = queued[-1] if queued else seeds[0]
     for position in range(rules.length):
-        chosen = walk.step(position, walk.picks[-1] if walk.picks else seeds[0], step_cost)
+        chosen = walk.step(position, walk.picks[-1] if walk.picks else before, step_cost)
         if chosen is None:
             break
         taken[nearest[chosen]] += 1
     refs = [int(seeds[nearest[i]]) for i in walk.picks]
     entries = explain_picks(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
-                       [f"seed {label(cat.tracks[r])}" for r in refs], seeds[0])
+                       [f"seed {label(cat.tracks[r])}" for r in refs], before)
     return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds), shortfall(rules, entries))
 
 

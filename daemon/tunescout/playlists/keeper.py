@@ -15,7 +15,7 @@ from tunescout.playlists.catalogue import Catalogue, Track
 from tunescout.playlists.engine import path_playlist, query_playlist, similar_playlist
 from tunescout.playlists.explain import Playlist
 from tunescout.playlists.history import recent_digests, record_history
-from tunescout.playlists.render import render
+from tunescout.playlists.render import outside, relative_folder, render
 from tunescout.playlists.request import PlaylistSpec
 from tunescout.store.reader import TrackRow
 
@@ -58,7 +58,8 @@ def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now:
         try:
             exclude = recent_digests(history, spec.exclude_recent) if history else frozenset()
             playlist = build_from_spec(cat, spec, exclude)
-            folder = spec.output.parent if spec.relative else None
+            folder = relative_folder(spec)
+            _warn_outside(spec, playlist, folder)
             data = render(playlist, spec.name, spec.format, relative_to=folder)
             if _unchanged(spec.output, data):
                 continue
@@ -74,6 +75,18 @@ def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now:
                         "TRACKS": len(playlist.entries), "EVENT": "playlist_written"})
         written.append(spec.output)
     return written
+
+
+def _warn_outside(spec: PlaylistSpec, playlist: Playlist, folder: Path | None) -> None:
+    """Say when relative paths leave the folder they are relative to: a server loads none of them."""
+    if folder is None:
+        return
+    left = outside(playlist, folder)
+    if left:
+        where = "MPD's music_directory" if spec.format == "mpd" else "the playlist's folder"
+        log.warning("playlist %s: %d tracks are outside %s %s (%s)%s", spec.name, len(left), where,
+                    folder, left[0], "; left out" if spec.format == "mpd" else "",
+                    extra={"PLAYLIST": spec.name, "EVENT": "playlist_outside"})
 
 
 def _unchanged(path: Path, data: bytes) -> bool:

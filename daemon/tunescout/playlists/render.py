@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tunescout.models import FEATURE_GROUPS
 from tunescout.playlists.catalogue import Track
 from tunescout.playlists.explain import Entry, Playlist
+from tunescout.playlists.request import PlaylistSpec
 from tunescout.units import path_json
 
 
@@ -105,9 +106,41 @@ def render_json(playlist: Playlist, name: str, *, relative_to: Path | None = Non
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
 
 
+def relative_folder(spec: PlaylistSpec) -> Path | None:
+    """Return the folder a spec's paths are written relative to: MPD's music directory for
+    format "mpd" (MPD resolves playlist entries there, never against the playlist's folder),
+    the playlist's own folder with `relative`, else None (absolute paths)."""
+    if spec.format == "mpd":
+        return spec.music_directory
+    return spec.output.parent if spec.relative else None
+
+
+def outside(playlist: Playlist, folder: Path) -> list[Path]:
+    """Return the tracks whose path relative to `folder` climbs out of it (`../`)."""
+    base = os.fsencode(os.path.abspath(folder))
+    real = os.path.realpath(base)
+    return [t.path for t in playlist.tracks
+            if _written_path(t.path, folder).startswith(b"../")
+            and not os.path.realpath(os.fsencode(t.path)).startswith(real.rstrip(b"/") + b"/")
+            and not os.fsencode(t.path).startswith(base.rstrip(b"/") + b"/")]
+
+
+def for_mpd(playlist: Playlist, music_directory: Path) -> tuple[Playlist, list[Path]]:
+    """Return the playlist without the tracks MPD cannot load (outside its music directory)."""
+    left_out = set(outside(playlist, music_directory))
+    if not left_out:
+        return playlist, []
+    kept = tuple(e for e in playlist.entries if e.track.path not in left_out)
+    note = f"{len(left_out)} tracks left out: outside MPD's music_directory {music_directory}"
+    return replace(playlist, entries=kept, notes=(*playlist.notes, note)), sorted(left_out)
+
+
 def render(playlist: Playlist, name: str, fmt: str, *, relative_to: Path | None = None,
            explain: bool = False) -> bytes:
-    """Return the playlist's bytes in `fmt` ("m3u8" or "json")."""
+    """Return the playlist's bytes in `fmt` ("m3u8", "mpd": an .m3u relative to relative_to, or "json")."""
+    if fmt == "mpd" and relative_to is not None:
+        mpd_playlist, _ = for_mpd(playlist, relative_to)
+        return render_m3u8(mpd_playlist, name, relative_to=relative_to, explain=explain)
     if fmt == "json":
         return render_json(playlist, name, relative_to=relative_to, explain=explain)
     return render_m3u8(playlist, name, relative_to=relative_to, explain=explain)

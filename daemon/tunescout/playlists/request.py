@@ -13,7 +13,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from tunescout.models import FEATURE_GROUPS
 
 Order = Literal["flow", "ramp", "similarity"]
 ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
-FORMATS = ("m3u8", "json")
+FORMATS = ("m3u8", "json", "mpd")  # mpd: .m3u, paths relative to MPD's music_directory
 HISTORY_KEEP = 100  # playlists remembered for "not in the last K playlists"
 DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
 
@@ -78,6 +78,7 @@ class PlaylistSpec:
     format: str = "m3u8"
     relative: bool = False
     exclude_recent: int = 0
+    music_directory: Path | None = None  # format "mpd": paths are relative to it
 
 
 # --- ranges and weights --------------------------------------------------------------------------
@@ -269,7 +270,7 @@ def _comparison(text: str, key: str, op: str, value: str) -> TagFilter:
 _SPEC_KEYS = (
     "name", "output", "seeds", "query", "from", "to", "length", "order", "bpm", "bpm_tolerance",
     "key_compatible", "duration", "loudness", "where", "artist_spacing", "album_spacing", "weights",
-    "format", "relative", "exclude_recent",
+    "format", "relative", "exclude_recent", "music_directory",
 )
 _RULE_KEYS = {
     "length": "length", "order": "order", "bpm": "bpm_range", "bpm_tolerance": "bpm_tolerance_pct",
@@ -323,6 +324,24 @@ def _parse_spec(table: Mapping[str, Any],
     return _spec(values), []
 
 
+RULE_KEYS = tuple(_RULE_KEYS)
+
+
+def parse_rules(table: Mapping[str, Any], keys: tuple[str, ...], base: Rules,
+                base_dir: Path | None = None) -> tuple[Rules, list[str]]:
+    """Read the rule keys among `keys` from a table (`[radio]`): the rules and each problem as `key: …`."""
+    converters = _converters(base_dir)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key in keys:
+        if key in table:
+            try:
+                values[_RULE_KEYS[key]] = converters[key](table[key])
+            except (ValueError, PlaylistError) as exc:
+                problems.append(f"{key}: {exc}")
+    return replace(base, **values), problems
+
+
 def _spec(values: Mapping[str, Any]) -> PlaylistSpec:
     rules = Rules(**{attr: values[key] for key, attr in _RULE_KEYS.items() if key in values})
     output: Path = values["output"]
@@ -331,7 +350,7 @@ def _spec(values: Mapping[str, Any]) -> PlaylistSpec:
         name=values["name"], output=output, rules=rules, seeds=tuple(values.get("seeds", ())),
         query=values.get("query"), path_from=values.get("from"), path_to=values.get("to"),
         format=fmt, relative=values.get("relative", False),
-        exclude_recent=values.get("exclude_recent", 0),
+        exclude_recent=values.get("exclude_recent", 0), music_directory=values.get("music_directory"),
     )
 
 
@@ -353,7 +372,7 @@ def _converters(base_dir: Path | None) -> dict[str, Converter]:
         "bpm_tolerance": number, "key_compatible": flag, "duration": _range("duration", clock=True),
         "loudness": _range("loudness"), "where": _expression, "artist_spacing": int_in(0, 100),
         "album_spacing": int_in(0, 100), "weights": _weights, "format": choice(*FORMATS),
-        "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP),
+        "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP), "music_directory": path,
     }
 
 

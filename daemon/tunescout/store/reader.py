@@ -127,6 +127,7 @@ class DaemonState(TypedDict, total=False):
     analysis_error: str | None
     memory_available_bytes: int | None
     unanalysed: dict[str, int]  # extension -> files of formats left out, last walk
+    radio: dict[str, Any] | None  # the radio's RadioStatus.as_json(), with [radio] configured
 
 
 class StoreReader:
@@ -211,6 +212,18 @@ class StoreReader:
         rows = self._conn.execute("SELECT grp, version FROM features WHERE digest = ?", (digest,))
         return frozenset(group for group, version in rows
                          if version >= FEATURE_VERSIONS.get(group, version + 1))
+
+    def analysed_fingerprint(self) -> tuple[int, float, int]:
+        """Return what changes when the analysed library does: count, newest analysis, path ids.
+
+        Cheap enough to poll every few seconds at 100,000 files (one pass over the files
+        table), unlike `PRAGMA data_version`, which the daemon's status heartbeat changes too.
+        """
+        row = self._conn.execute(
+            "SELECT count(*), coalesce(max(analysed_at), 0), coalesce(sum(id), 0) FROM files "
+            "WHERE state = 'analysed' AND digest IS NOT NULL"
+        ).fetchone()
+        return int(row[0]), float(row[1]), int(row[2])
 
     def playlist_tracks(self) -> list[TrackRow]:
         """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
