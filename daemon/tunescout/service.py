@@ -88,6 +88,8 @@ class Service:
                          extra={"EVENT": "stopping"})
                 self.health.stopping()
                 self._stop_requested_at = now
+                if self.loop.cluster is not None:  # its files in flight stay queued
+                    self.loop.cluster.stop()
             elif sig == signal.SIGHUP:
                 self._reload()
             # SIGUSR1 ("look at the queue now", from `tunescout retry`) only wakes the loop
@@ -234,6 +236,8 @@ class Service:
         if counts.failed:
             quarantined = f" ({counts.quarantined} quarantined)" if counts.quarantined else ""
             parts.append(f"{counts.failed} failed{quarantined}")
+        if self.loop.cluster is not None:
+            parts.append(self.loop.cluster.summary())
         if len(self.library.settler):
             parts.append(f"{len(self.library.settler)} settling")
         if self._walking:
@@ -242,7 +246,7 @@ class Service:
         return " · ".join(parts)
 
     def _publish(self, now: float, *, force: bool = False) -> None:
-        busy = self.loop.supervisor.busy() or self._walking or len(self.library.settler) > 0
+        busy = self.loop.busy() or self._walking or len(self.library.settler) > 0
         shape = (busy, self.loop.supervisor.ready)
         changed, self._published_shape = shape != self._published_shape, shape
         due = self._last_status_at + (STATUS_EVERY_S if busy else HEARTBEAT_EVERY_S)
@@ -257,7 +261,8 @@ class Service:
             "started_at": self._started_at, "status": line,
             "paused_reason": self.loop.gate.paused_reason, "workers": self.loop.workers,
             "running_children": len(sup.batches),
-            "in_flight": sorted(str(p) for p in sup.in_flight()),
+            "in_flight": sorted(str(p) for p in self.loop.in_flight()),
+            "cluster": self.loop.cluster.summary() if self.loop.cluster is not None else None,
             "watch": {str(k): v for k, v in self.watcher.modes.items()},
             "polled": [str(p) for p in self.watcher.polled()],
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
@@ -284,7 +289,7 @@ class Service:
     def _timeout(self, now: float, wall: float) -> float:
         candidates = [self._next_rescan - now, self._last_status_at + HEARTBEAT_EVERY_S - now,
                       self._next_root_check - now]
-        if self.loop.supervisor.busy() or self._walking or not self.loop.supervisor.ready:
+        if self.loop.busy() or self._walking or not self.loop.supervisor.ready:
             candidates.append(STATUS_EVERY_S)
         if self.loop.workers == 0 and self.store.has_queued():
             candidates.append(MEMORY_EVERY_S)  # paused or no worker fits: look again soon

@@ -13,7 +13,10 @@ The parts (docs/ARCHITECTURE.md draws them):
 - analysis/: the leaves only: the child side, loaded by the zygote by name, imported by nothing
   else, so the daemon process never holds librosa;
 - playlists/: the leaves, config and the store;
-- the wiring (service, loop, health, logs, rebuilds): all of the above but analysis;
+- cluster/ (an integration: analysis lent by other machines through Dask): the leaves, config,
+  the store and workers/ (the zygote client and the verdict are the work unit it ships);
+- the wiring (service, loop, health, logs, rebuilds): all of the above but analysis (the cluster
+  only lazily, when a scheduler is configured);
 - cli/ (and __main__) on top. Nothing imports the wiring but cli/; nothing imports cli/.
 """
 
@@ -39,8 +42,11 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"leaves"},
     "playlists.request": {"leaves"},
     "playlists": {"leaves", "config", "store", "playlists.request"},
-    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request"},
-    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring"},
+    "cluster": {"leaves", "config", "store", "workers"},
+    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request",
+               "cluster"},
+    "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring",
+            "cluster"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}
@@ -157,9 +163,11 @@ def test_only_the_analysis_imports_the_signal_stack() -> None:
     assert offenders == []
 
 
-# who may open the daemon's writer: the loop (it owns the one connection), the library and the
-# supervisor (handed that writer), the CLI for `retry`; everything else reads through StoreReader
-WRITER_IMPORTERS = {"loop", "library.changes", "workers.supervisor", "cli.main"}
+# who may open the daemon's writer: the loop (it owns the one connection), the library, the
+# supervisor and the cluster's submitter and recorder (handed that writer), the CLI for `retry`;
+# everything else reads through StoreReader
+WRITER_IMPORTERS = {"loop", "library.changes", "workers.supervisor", "cluster.submitter",
+                    "cluster.results", "cli.main"}
 # inside the store: the schema knows neither side, the reader does not know the writer
 STORE_ORDER = {"store.schema": set(), "store.reader": {"store.schema"},
                "store.writer": {"store.schema", "store.reader"}, "store": set()}

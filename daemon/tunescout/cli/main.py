@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import enum
+import importlib.util
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from tunescout import __version__
-from tunescout.config import Config, load_config
+from tunescout.config import Config, load_config, scheduler_address
 from tunescout.errors import ConfigError, StoreError
 from tunescout.library.intake import is_candidate
 from tunescout.lock import DatabaseBusy
@@ -130,6 +131,16 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     from tunescout.loop import run_scan
 
     setup_logging("debug" if args.verbose else "error", "stderr")
+    if args.scheduler:
+        try:
+            scheduler = scheduler_address(args.scheduler)
+        except ValueError as exc:
+            _err(f"--scheduler: {exc}")
+            return Exit.USAGE
+        config = replace(config, workers=replace(config.workers, scheduler=scheduler))
+    if config.workers.scheduler and importlib.util.find_spec("distributed") is None:
+        _err("a Dask scheduler is configured, but Dask is not installed: pip install 'tunescout[cluster]'")
+        return Exit.USAGE
     targets, problems = _expand_targets(args.paths, config)
     for problem in problems:
         _err(problem)
@@ -154,6 +165,14 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
         if failed:
             _out("see: tunescout failures")
     return Exit.OK if not missed else Exit.FAILED
+
+
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.cluster.worker import run_worker
+
+    why = run_worker(args.scheduler, args.path_map, args.nworkers, args.name)  # returns on failure
+    _err(why)
+    return Exit.USAGE
 
 
 def _daemon_view(state: DaemonState | None) -> dict[str, Any]:
@@ -337,6 +356,16 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     scan.add_argument("paths", nargs="+", type=Path)
     scan.add_argument("--json", action="store_true")
     scan.add_argument("-v", "--verbose", action="store_true")
+    scan.add_argument("--scheduler", metavar="ADDRESS", help="send the files to this Dask scheduler "
+                      "(tcp://HOST:8786) and its `tunescout worker`s; default: [workers] scheduler")
+    worker = sub.add_parser("worker", help="lend this machine's cores to a tunescout server "
+                            "through a Dask scheduler (needs tunescout[cluster])")
+    worker.add_argument("scheduler", metavar="SCHEDULER", help="the scheduler, tcp://HOST:8786")
+    worker.add_argument("--path-map", action="append", default=[], metavar="SERVER=LOCAL",
+                        help="the server's library folder and where it is here (repeatable)")
+    worker.add_argument("--nworkers", type=int, metavar="N",
+                        help="worker processes, each one analysis at a time (default: one per core)")
+    worker.add_argument("--name", help="a name for this machine's workers in the scheduler")
     status = sub.add_parser("status", help="what the daemon is doing; counts")
     status.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="tags and features of one file")
@@ -363,7 +392,7 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry, "playlist": cmd_playlist,
-            "doctor": cmd_doctor}
+            "doctor": cmd_doctor, "worker": cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

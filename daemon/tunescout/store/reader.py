@@ -127,6 +127,7 @@ class DaemonState(TypedDict, total=False):
     analysis_error: str | None
     memory_available_bytes: int | None
     unanalysed: dict[str, int]  # extension -> files of formats left out, last walk
+    cluster: str | None  # with [workers] scheduler: "cluster 4 workers, 8 in flight", ...
 
 
 class StoreReader:
