@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
+from support.cluster import Cluster, needs_dask
 from support.daemon import Daemon, Library
 
 LEAK_GRACE_S = 5.0  # a stopped daemon's zygote takes a moment to follow it
@@ -81,3 +82,14 @@ def start_daemon() -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A real Dask scheduler on 127.0.0.1 (workers are added by the test); stopped by pid."""
+    needs_dask()
+    running = Cluster(tmp_path / "cluster")
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -48,6 +48,7 @@ class WorkersConfig:
     timeout_s: float = 120.0  # per file, before the size allowance
     timeout_per_mb_s: float = 2.0
     analyser: str = DEFAULT_ANALYSER  # test seam: "module:function" run by the children
+    scheduler: str | None = None  # a Dask scheduler ("tcp://host:8786") that takes the backfill
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,20 @@ def _analyser(value: Any) -> str:
     return value
 
 
+def scheduler_address(value: Any) -> str:
+    """Accept a Dask scheduler address: "tcp://host:8786" (tls://, ws://, wss:// too) or "host:port"."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected a Dask scheduler address such as "tcp://192.0.2.7:8786"')
+    value = value.strip()
+    scheme, sep, rest = value.rpartition("://")
+    if sep and scheme not in ("tcp", "tls", "ws", "wss"):
+        raise ValueError(f"unknown protocol {scheme}://; expected tcp://, tls://, ws:// or wss://")
+    host, colon, port = (rest if sep else value).rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: expected HOST:PORT, such as tcp://192.0.2.7:8786")
+    return value if sep else f"tcp://{value}"
+
+
 _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     "library": {
         "paths": ("paths", lambda v: v),  # checked and resolved in parse_config, with _nested
@@ -217,6 +232,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
         "timeout": ("timeout_s", parse_duration),
         "timeout_per_mb": ("timeout_per_mb_s", parse_duration),
         "analyser": ("analyser", _analyser),
+        "scheduler": ("scheduler", scheduler_address),
     },
     "memory": {
         "min_available": ("min_available_bytes", parse_size),

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunescout.config import Config
 from tunescout.lock import DatabaseLock
@@ -18,19 +19,33 @@ from tunescout.units import format_size
 from tunescout.workers.memory import MemoryGate, MemoryReading, read_memory, worker_budget
 from tunescout.workers.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from tunescout.cluster.submitter import ClusterDispatcher
+
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 60.0  # one progress line a minute while working
 MEMORY_EVERY_S = 2.0
 
 
 class Loop:
-    """What `run` and `scan` share: the store, the supervisor, the memory gate, the wake pipe."""
+    """What `run` and `scan` share: the store, the supervisor, the memory gate, the wake pipe,
+    and with `[workers] scheduler` the cluster that takes part of the queue.
 
-    def __init__(self, config: Config, env: Mapping[str, str]) -> None:
+    `scan` sends every file to the cluster and analyses here only what the cluster cannot take
+    (or everything, once the scheduler is gone); the daemon analyses here as always, new
+    arrivals first, while the cluster takes the backfill.
+    """
+
+    def __init__(self, config: Config, env: Mapping[str, str], *, scan: bool = False) -> None:
         self.config = config
         self.env = env
+        self.scan = scan
         self.store = StoreWriter.open(config.store.path)
         self.supervisor = Supervisor(config, self.store, env)
+        # where jobs come from: the whole queue for the daemon, the named files for `scan`
+        self.job_source: Callable[[int, set[Path]], list[Job]] = self.store.next_jobs
+        self.supervisor.job_source = self._local_jobs
         self.gate = MemoryGate(config.memory.min_available_bytes, config.memory.pause_above_percent,
                                config.memory.resume_below_percent)
         self._wake_r, self._wake_w = os.pipe()
@@ -39,6 +54,44 @@ class Loop:
         self.workers = 0
         self.memory: MemoryReading | None = None
         self._memory_at = 0.0
+        self._progress_at, self._progress_base = time.monotonic(), (0, 0)
+        self.cluster: ClusterDispatcher | None = None
+        if config.workers.scheduler:  # only then is Dask imported
+            from tunescout.cluster.submitter import ClusterDispatcher
+
+            self.cluster = ClusterDispatcher(
+                config, self.store, self.supervisor.progress, config.workers.scheduler, self.wake,
+                backfill_only=not scan, reconnect=not scan)
+            self.cluster.job_source = lambda limit, exclude: self.job_source(limit, exclude)
+
+    def _local_jobs(self, limit: int, exclude: set[Path]) -> list[Job]:
+        """Jobs for the local children: not those on the cluster; in a scan only those the
+        cluster cannot take, while it is there."""
+        cluster = self.cluster
+        if cluster is None or not cluster.active:
+            return self.job_source(limit, exclude)
+        exclude = exclude | cluster.in_flight()
+        if not self.scan:
+            return self.job_source(limit, exclude)
+        if not cluster.home_only:
+            return []
+        jobs = self.job_source(limit + len(cluster.home_only) + 1000, exclude)
+        return [j for j in jobs if j.path in cluster.home_only][:limit]
+
+    def in_flight(self) -> set[Path]:
+        """Files being analysed, here or on the cluster."""
+        cluster = self.cluster.in_flight() if self.cluster is not None else set()
+        return self.supervisor.in_flight() | cluster
+
+    def busy(self) -> bool:
+        return self.supervisor.busy() or (self.cluster is not None and self.cluster.busy())
+
+    def stop_analysis(self, now: float) -> None:
+        """Stop the local children (SIGTERM, then SIGKILL) and leave the cluster: what was in
+        flight stays queued."""
+        self.supervisor.stop_all(now)
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def wake(self) -> None:
         """Wake the main loop from another thread or a signal handler."""
@@ -95,11 +148,29 @@ class Loop:
 
     def step(self, readable: set[int], now: float, *, dispatch: bool) -> None:
         self.supervisor.poll(readable, now)
+        if self.cluster is not None:
+            self.cluster.poll(now)
+            if dispatch:
+                self.cluster.dispatch(now, self.supervisor.in_flight())
         if dispatch and self.supervisor.ready:
             self.check_memory(now)
             self.supervisor.dispatch(self.workers, now)
 
+    def log_progress(self, now: float) -> None:
+        """Log one line per minute while working, so a backfill does not flood the journal."""
+        progress = self.supervisor.progress
+        done = (progress.analysed, progress.failed + progress.quarantined)
+        if now - self._progress_at < PROGRESS_EVERY_S or done == self._progress_base:
+            return
+        analysed, failed = done[0] - self._progress_base[0], done[1] - self._progress_base[1]
+        self._progress_base, self._progress_at = done, now
+        logging.getLogger("tunescout.service").info(
+            "progress: %d analysed, %d failed in the last minute; %d queued", analysed, failed,
+            self.store.queue_length(), extra={"EVENT": "progress", "ANALYSED": analysed, "FAILED": failed})
+
     def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.supervisor.zygote is not None:
             self.supervisor.zygote.stop()
         os.close(self._wake_r)
@@ -120,7 +191,7 @@ def run_scan(config: Config, targets: list[Path], env: Mapping[str, str],
 
 def _scan(config: Config, targets: list[Path], env: Mapping[str, str],
           on_progress: Callable[[int, int, int], None]) -> tuple[int, int, list[Path]]:
-    loop = Loop(config, env)
+    loop = Loop(config, env, scan=True)
     try:
         loop.store.enqueue(targets, PRIORITY_NEW)
         pending = {p: None for p in targets}  # ordered set of files not yet recorded
@@ -133,7 +204,7 @@ def _scan(config: Config, targets: list[Path], env: Mapping[str, str],
             queued = {j.path: j for j in loop.store.next_jobs(len(pending) + 1, exclude)}
             return [queued[p] for p in pending if p in queued][:limit]
 
-        loop.supervisor.job_source = source
+        loop.job_source = source
         loop.supervisor.start()
         total = len(targets)
         stop_at: float | None = None
@@ -143,15 +214,16 @@ def _scan(config: Config, targets: list[Path], env: Mapping[str, str],
             now = time.monotonic()
             if interrupted and stop_at is None:
                 stop_at = now
-                loop.supervisor.stop_all(now)
+                loop.stop_analysis(now)
             loop.step(readable, now, dispatch=stop_at is None)
             queued = loop.store.queued_paths()
-            in_flight = loop.supervisor.in_flight()
+            in_flight = loop.in_flight()
             for path in [p for p in pending if os.fsencode(p) not in queued and p not in in_flight]:
                 del pending[path]
             progress = loop.supervisor.progress
             on_progress(total - len(pending), total, progress.failed + progress.quarantined)
-            if loop.supervisor.fatal or (stop_at is not None and not loop.supervisor.busy()):
+            cluster_on = loop.cluster is not None and loop.cluster.active
+            if (loop.supervisor.fatal and not cluster_on) or (stop_at is not None and not loop.busy()):
                 break
         signal.signal(signal.SIGINT, old)
         signal.signal(signal.SIGTERM, old_term)

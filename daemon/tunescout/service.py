@@ -34,7 +34,6 @@ log = logging.getLogger("tunescout.service")
 STATUS_EVERY_S = 2.0  # while busy
 HEARTBEAT_EVERY_S = 60.0  # daemon state written to the database while idle
 STOP_GRACE_S = 10.0  # running children may finish their file before being stopped
-SUMMARY_EVERY_S = 60.0
 
 
 class Service:
@@ -64,8 +63,6 @@ class Service:
         self._next_root_check = time.monotonic() + config.library.poll_interval_s
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
-        self._last_summary = time.monotonic()
-        self._summary_base = (0, 0)
         self._started_at = time.time()
         self.playlists = PlaylistRebuilds(config, self.loop.wake)
         self.radio = RadioThread(config, self.loop.wake)  # its own thread and read-only connection
@@ -94,6 +91,8 @@ class Service:
                          extra={"EVENT": "stopping"})
                 self.health.stopping()
                 self._stop_requested_at = now
+                if self.loop.cluster is not None:  # its files in flight stay queued
+                    self.loop.cluster.stop()
             elif sig == signal.SIGHUP:
                 self._reload()
             # SIGUSR1 ("look at the queue now", from `tunescout retry`) only wakes the loop
@@ -246,6 +245,8 @@ class Service:
         if counts.failed:
             quarantined = f" ({counts.quarantined} quarantined)" if counts.quarantined else ""
             parts.append(f"{counts.failed} failed{quarantined}")
+        if self.loop.cluster is not None:
+            parts.append(self.loop.cluster.summary())
         if len(self.library.settler):
             parts.append(f"{len(self.library.settler)} settling")
         if self._walking:
@@ -254,7 +255,7 @@ class Service:
         return " · ".join(parts)
 
     def _publish(self, now: float, *, force: bool = False) -> None:
-        busy = self.loop.supervisor.busy() or self._walking or len(self.library.settler) > 0
+        busy = self.loop.busy() or self._walking or len(self.library.settler) > 0
         shape = (busy, self.loop.supervisor.ready)
         changed, self._published_shape = shape != self._published_shape, shape
         changed |= self.radio.changes != self._radio_seen
@@ -271,7 +272,8 @@ class Service:
             "started_at": self._started_at, "status": line,
             "paused_reason": self.loop.gate.paused_reason, "workers": self.loop.workers,
             "running_children": len(sup.batches),
-            "in_flight": sorted(str(p) for p in sup.in_flight()),
+            "in_flight": sorted(str(p) for p in self.loop.in_flight()),
+            "cluster": self.loop.cluster.summary() if self.loop.cluster is not None else None,
             "watch": {str(k): v for k, v in self.watcher.modes.items()},
             "polled": [str(p) for p in self.watcher.polled()],
             "settling": len(self.library.settler), "analysis_error": sup.fatal,
@@ -279,27 +281,14 @@ class Service:
             "unanalysed": dict(self._unanalysed.most_common()),
             "radio": self.radio.status.as_json() if self.radio.status is not None else None,
         })
-        self._summary(now)
-
-    def _summary(self, now: float) -> None:
-        """Log one line per minute while working, so a backfill does not flood the journal."""
-        progress = self.loop.supervisor.progress
-        done = (progress.analysed, progress.failed + progress.quarantined)
-        if now - self._last_summary < SUMMARY_EVERY_S or done == self._summary_base:
-            return
-        analysed = done[0] - self._summary_base[0]
-        failed = done[1] - self._summary_base[1]
-        self._summary_base, self._last_summary = done, now
-        log.info("progress: %d analysed, %d failed in the last minute; %d queued", analysed, failed,
-                 self.store.queue_length(), extra={"EVENT": "progress", "ANALYSED": analysed,
-                                                    "FAILED": failed})
+        self.loop.log_progress(now)
 
     # --- the main loop ------------------------------------------------------------------------
 
     def _timeout(self, now: float, wall: float) -> float:
         candidates = [self._next_rescan - now, self._last_status_at + HEARTBEAT_EVERY_S - now,
                       self._next_root_check - now]
-        if self.loop.supervisor.busy() or self._walking or not self.loop.supervisor.ready:
+        if self.loop.busy() or self._walking or not self.loop.supervisor.ready:
             candidates.append(STATUS_EVERY_S)
         if self.loop.workers == 0 and self.store.has_queued():
             candidates.append(MEMORY_EVERY_S)  # paused or no worker fits: look again soon
@@ -389,7 +378,7 @@ class Service:
         if self._stop_requested_at is not None and now - self._stop_requested_at >= STOP_GRACE_S:
             self.loop.supervisor.stop_all(now)
         self.loop.step(readable, now, dispatch=not stopping)
-        if stopping and not self.loop.supervisor.busy():
+        if stopping and not self.loop.busy():
             log.info("stopped; %d files queued for next time", self.store.queue_length(),
                      extra={"EVENT": "stopped"})
             return True
@@ -406,7 +395,7 @@ class Service:
         if self._stop_requested_at is not None:
             self.loop.supervisor.stop_all(now)
         self.loop.step(readable, now, dispatch=False)
-        if self._stop_requested_at is not None and not self.loop.supervisor.busy():
+        if self._stop_requested_at is not None and not self.loop.busy():
             log.info("stopped while the database refused writes; the files stay queued",
                      extra={"EVENT": "stopped"})
             return True
@@ -427,7 +416,7 @@ class Service:
             log.error("main loop: %s%s", text,
                       f" (failing for {self._errors} turns)" if self._errors > 1 else "",
                       exc_info=not isinstance(exc, TunescoutError), extra={"EVENT": "error"})
-        if self._stop_requested_at is not None and not self.loop.supervisor.busy():
+        if self._stop_requested_at is not None and not self.loop.busy():
             log.error("stopping after errors", extra={"EVENT": "stopped"})
             return True
         time.sleep(min(10.0, 0.5 * 2 ** min(self._errors, 5)))

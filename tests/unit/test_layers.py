@@ -14,7 +14,10 @@ The parts (docs/ARCHITECTURE.md draws them):
   else, so the daemon process never holds librosa;
 - playlists/: the leaves, config and the store;
 - radio/ (an integration: the radio for MPD): the leaves, config, the store and playlists/;
-- the wiring (service, loop, health, logs, rebuilds, waiting): all of the above but analysis;
+- cluster/ (an integration: analysis lent by other machines through Dask): the leaves, config,
+  the store and workers/ (the zygote client and the verdict are the work unit it ships);
+- the wiring (service, loop, health, logs, rebuilds, waiting): all of the above but analysis (the
+  cluster only lazily, when a scheduler is configured);
 - cli/ (and __main__) on top. Nothing imports the wiring but cli/; nothing imports cli/.
 """
 
@@ -41,9 +44,11 @@ ALLOWED: dict[str, set[str]] = {
     "playlists.request": {"leaves"},
     "playlists": {"leaves", "config", "store", "playlists.request"},
     "radio": {"leaves", "config", "store", "playlists", "playlists.request"},
-    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "radio"},
+    "cluster": {"leaves", "config", "store", "workers"},
+    "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "radio",
+               "cluster"},
     "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring",
-            "radio"},
+            "radio", "cluster"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}
@@ -160,9 +165,11 @@ def test_only_the_analysis_imports_the_signal_stack() -> None:
     assert offenders == []
 
 
-# who may open the daemon's writer: the loop (it owns the one connection), the library and the
-# supervisor (handed that writer), the CLI for `retry`; everything else reads through StoreReader
-WRITER_IMPORTERS = {"loop", "waiting", "library.changes", "workers.supervisor", "cli.inspect"}
+# who may open the daemon's writer: the loop (it owns the one connection), the library, the
+# supervisor and the cluster's submitter and recorder (handed that writer), the CLI for `retry`;
+# everything else reads through StoreReader
+WRITER_IMPORTERS = {"loop", "waiting", "library.changes", "workers.supervisor", "cluster.submitter",
+                    "cluster.results", "cli.inspect"}
 # inside the store: the schema knows neither side, the reader does not know the writer
 STORE_ORDER = {"store.schema": set(), "store.reader": {"store.schema"},
                "store.writer": {"store.schema", "store.reader"}, "store": set()}

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tunescout import __version__
 from tunescout.cli.inspect import cmd_failures, cmd_retry, cmd_show, cmd_status
 from tunescout.cli.output import Exit, dump, err, fail, out
-from tunescout.config import Config, load_config, parse_config, salvage_store_path
+from tunescout.config import Config, load_config, parse_config, salvage_store_path, scheduler_address
 from tunescout.errors import ConfigError, StoreError
 from tunescout.library.intake import is_candidate
 from tunescout.lock import DatabaseBusy
@@ -93,6 +95,15 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     from tunescout.loop import run_scan
 
     setup_logging("debug" if args.verbose else "error", "stderr")
+    if args.scheduler:
+        try:
+            scheduler = scheduler_address(args.scheduler)
+        except ValueError as exc:
+            return fail(Exit.USAGE, f"--scheduler: {exc}", as_json=args.json)
+        config = replace(config, workers=replace(config.workers, scheduler=scheduler))
+    if config.workers.scheduler and importlib.util.find_spec("distributed") is None:
+        return fail(Exit.USAGE, "a Dask scheduler is configured, but Dask is not installed: "
+                    "pip install 'tunescout[cluster]'", as_json=args.json)
     targets, problems = _expand_targets(args.paths, config)
     for problem in problems:
         err(problem)
@@ -119,6 +130,13 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
         if failed:
             out("see: tunescout failures")
     return Exit.OK if not missed else Exit.FAILED
+
+
+def cmd_worker(args: argparse.Namespace, config: Config) -> int:
+    from tunescout.cluster.worker import run_worker
+
+    why = run_worker(args.scheduler, args.path_map, args.nworkers, args.name)  # returns on failure
+    return fail(Exit.USAGE, why)
 
 
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
@@ -163,6 +181,16 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     scan.add_argument("paths", nargs="+", type=Path)
     scan.add_argument("--json", action="store_true")
     scan.add_argument("-v", "--verbose", action="store_true")
+    scan.add_argument("--scheduler", metavar="ADDRESS", help="send the files to this Dask scheduler "
+                      "(tcp://HOST:8786) and its `tunescout worker`s; default: [workers] scheduler")
+    worker = sub.add_parser("worker", help="lend this machine's cores to a tunescout server "
+                            "through a Dask scheduler (needs tunescout[cluster])")
+    worker.add_argument("scheduler", metavar="SCHEDULER", help="the scheduler, tcp://HOST:8786")
+    worker.add_argument("--path-map", action="append", default=[], metavar="SERVER=LOCAL",
+                        help="the server's library folder and where it is here (repeatable)")
+    worker.add_argument("--nworkers", type=int, metavar="N",
+                        help="worker processes, each one analysis at a time (default: one per core)")
+    worker.add_argument("--name", help="a name for this machine's workers in the scheduler")
     status = sub.add_parser("status", help="what the daemon is doing; counts")
     status.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="tags and features of one file")
@@ -192,7 +220,7 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
 
 COMMANDS = {"run": cmd_run, "scan": cmd_scan, "status": cmd_status, "show": cmd_show,
             "failures": cmd_failures, "retry": cmd_retry, "playlist": cmd_playlist,
-            "doctor": cmd_doctor, "radio": cmd_radio}
+            "doctor": cmd_doctor, "radio": cmd_radio, "worker": cmd_worker}
 
 
 def _load(args: argparse.Namespace) -> Config | Exit:

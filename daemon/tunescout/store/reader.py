@@ -128,6 +128,7 @@ class DaemonState(TypedDict, total=False):
     memory_available_bytes: int | None
     unanalysed: dict[str, int]  # extension -> files of formats left out, last walk
     radio: dict[str, Any] | None  # the radio's RadioStatus.as_json(), with [radio] configured
+    cluster: str | None  # with [workers] scheduler: "cluster 4 workers, 8 in flight", ...
 
 
 class StoreReader:
