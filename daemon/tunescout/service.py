@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, TunescoutError
@@ -25,6 +25,9 @@ from tunescout.loop import MEMORY_EVERY_S, Loop
 from tunescout.rebuilds import PlaylistRebuilds
 from tunescout.units import format_duration
 from tunescout.workers.memory import MemoryGate
+
+if TYPE_CHECKING:
+    from tunescout.webapi import WebApi
 
 log = logging.getLogger("tunescout.service")
 
@@ -67,6 +70,7 @@ class Service:
         self.playlists = PlaylistRebuilds(config, self.loop.wake)
         self._errors = 0  # main-loop turns failed in a row
         self._last_error, self._last_error_at = "", 0.0
+        self.webapi: WebApi | None = None
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -109,6 +113,8 @@ class Service:
         self.library.reconfigure(new)
         self.loop.supervisor.clear_fatal()
         self.playlists.reconfigure(new)
+        if new.http != old.http or new.store != old.store:
+            self._restart_webapi(new)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
@@ -320,8 +326,27 @@ class Service:
         if problems:
             raise ConfigError(self.config.source, problems)
 
+    def _start_webapi(self, config: Config) -> None:
+        """Bind and serve the HTTP API when `[http]` asks for it; a taken port is a ConfigError."""
+        if config.http.listen is None:
+            return
+        from tunescout.webapi import WebApi  # numpy: only with the API configured
+
+        self.webapi = WebApi(config)
+        self.webapi.start()
+
+    def _restart_webapi(self, config: Config) -> None:
+        if self.webapi is not None:
+            self.webapi.stop()
+            self.webapi = None
+        try:
+            self._start_webapi(config)
+        except ConfigError as exc:
+            log.error("http api stays off: %s", exc, extra={"EVENT": "http_failed"})
+
     def run(self) -> int:
         self._refuse_unknown_roots()
+        self._start_webapi(self.config)
         self._install_signals()
         self.loop.supervisor.start()
         self.watcher.start()
@@ -334,6 +359,8 @@ class Service:
         try:
             return self._main_loop()
         finally:
+            if self.webapi is not None:
+                self.webapi.stop()
             self.playlists.join(timeout_s=10)
             self.watcher.stop()
             self.store.set_daemon_state({"state": "stopped", "pid": os.getpid(),
