@@ -332,6 +332,10 @@ class Service:
             return
         from tunescout.webapi import WebApi  # numpy: only with the API configured
 
+        if config.subsonic.url is not None:
+            log.warning("[subsonic] is read but not used yet: the API answers with tunescout's own "
+                        "track ids", extra={"EVENT": "subsonic_unused"})
+
         self.webapi = WebApi(config)
         self.webapi.start()
 
