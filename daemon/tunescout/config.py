@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -92,6 +93,27 @@ RADIO_KEYS = ("mpd", "password", "music_directory", "ahead", "seeds", "no_repeat
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """`[http]`: the sound-alike API for Navidrome, Jellyfin and LMS plugins; off without `listen`."""
+
+    listen: tuple[str, int] | None = None  # (host, port)
+    token: str | None = None  # required when the address is not a loopback one
+    max_clients: int = 256  # requests served at once; more get 503 at once, not a queue
+
+
+@dataclass(frozen=True)
+class SubsonicConfig:
+    """`[subsonic]`: the user's Navidrome / gonic / Airsonic / LMS, for its song ids and playlists."""
+
+    url: str | None = None  # None: no server
+    user: str = ""
+    password: str | None = None
+    token: str | None = None  # with salt: the API's token auth, for a password kept off disk
+    salt: str | None = None
+    music_folder: Path | None = None  # where the server sees the library; None: the only library path
+
+
+@dataclass(frozen=True)
 class Config:
     library: LibraryConfig
     store: StoreConfig
@@ -101,6 +123,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     playlists: PlaylistKeeperConfig = field(default_factory=PlaylistKeeperConfig)
     radio: RadioConfig | None = None  # None: no [radio] section, no radio in the daemon
+    http: HttpConfig = field(default_factory=HttpConfig)
+    subsonic: SubsonicConfig = field(default_factory=SubsonicConfig)
     source: str = "built-in defaults"
 
 
@@ -211,6 +235,33 @@ def scheduler_address(value: Any) -> str:
     return value if sep else f"tcp://{value}"
 
 
+def listen_address(value: Any) -> tuple[str, int]:
+    """Return (host, port) of "127.0.0.1:8765", "[::1]:8765" or ":8765" (every address)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError('expected "HOST:PORT" such as "127.0.0.1:8765"')
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether an address only this machine reaches: 127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, "" (every address): reachable from elsewhere
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError('expected the server\'s address such as "http://127.0.0.1:4533"')
+    return value.rstrip("/")
+
+
 _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     "library": {
         "paths": ("paths", lambda v: v),  # checked and resolved in parse_config, with _nested
@@ -243,6 +294,19 @@ _SECTIONS: dict[str, dict[str, tuple[str, Converter]]] = {
     "log": {
         "level": ("level", choice("debug", "info", "warning", "error")),
         "target": ("target", choice("auto", "journal", "stderr")),
+    },
+    "http": {
+        "listen": ("listen", listen_address),
+        "token": ("token", text),
+        "max_clients": ("max_clients", int_in(1, 4096)),
+    },
+    "subsonic": {
+        "url": ("url", _url),
+        "user": ("user", text),
+        "password": ("password", text),
+        "token": ("token", text),
+        "salt": ("salt", text),
+        "music_folder": ("music_folder", lambda v: v),  # resolved below
     },
 }
 
@@ -324,6 +388,8 @@ def parse_config(
     memory["resume_below_percent"] = resume
     radio = None if radio_table is None else _radio(radio_table, env, base_dir, library["paths"], problems)
     keeper = _mpd_playlists(keeper, radio, library["paths"], problems)
+    _check_http(values["http"], problems)
+    _check_subsonic(values["subsonic"], base_dir, problems)
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -335,8 +401,36 @@ def parse_config(
         log=LogConfig(**values["log"]),
         playlists=keeper,
         radio=radio,
+        http=HttpConfig(**values["http"]),
+        subsonic=SubsonicConfig(**values["subsonic"]),
         source=source,
     )
+
+
+def _check_http(http: dict[str, Any], problems: list[str]) -> None:
+    """An API anyone on the network can ask must ask them for the token."""
+    listen = http.get("listen")
+    if listen is not None and not is_loopback(listen[0]) and not http.get("token"):
+        problems.append(f"http.token: required when http.listen ({listen[0] or 'every address'}) "
+                        "is not a loopback address; set a long random one (openssl rand -hex 24)")
+    if "token" in http and len(http["token"]) < 16:
+        problems.append("http.token: use at least 16 characters (openssl rand -hex 24)")
+
+
+def _check_subsonic(subsonic: dict[str, Any], base_dir: Path | None, problems: list[str]) -> None:
+    if not subsonic:
+        return
+    if "url" not in subsonic:
+        problems.append("subsonic.url: required in [subsonic], such as \"http://127.0.0.1:4533\"")
+    if "user" not in subsonic:
+        problems.append("subsonic.user: required in [subsonic]")
+    if "password" not in subsonic and ("token" not in subsonic or "salt" not in subsonic):
+        problems.append("subsonic.password: required (or token and salt) in [subsonic]")
+    if "music_folder" in subsonic:
+        try:
+            subsonic["music_folder"] = resolve_path(subsonic["music_folder"], base_dir)
+        except ValueError:
+            problems.append("subsonic.music_folder: expected the folder the server sees the library as")
 
 
 def _playlists(tables: Any, keeper: Any, base_dir: Path | None,

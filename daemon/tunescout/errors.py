@@ -57,3 +57,11 @@ class AnalysisError(TunescoutError):
         self.reason = reason
         super().__init__(f"{kind}: {reason}")
 
+
+
+class ApiError(TunescoutError):
+    """An HTTP API request that cannot be answered: `status` is the HTTP status to send."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunescout import __version__
+from tunescout.apis import ApiServer
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, DatabaseUnavailable, TunescoutError
 from tunescout.health import Health
@@ -70,6 +71,7 @@ class Service:
         self._errors = 0  # main-loop turns failed in a row
         self._db_wait = DatabaseWait()  # whether the database takes writes, and why not
         self._last_error, self._last_error_at = "", 0.0
+        self.api = ApiServer()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Service:
         self.loop.supervisor.clear_fatal()
         self.playlists.reconfigure(new)
         self.radio.reconfigure(new)
+        self.api.reconfigure(new, old)
         setup_logging(new.log.level, self.log_target or new.log.target, env=self.env)
         if (new.library != old.library):
             self.watcher.stop()
@@ -317,6 +320,7 @@ class Service:
                     for root in self.library.unknown_roots()]
         if problems:
             raise ConfigError(self.config.source, problems)
+        self.api.start(self.config)
         self._install_signals()
         self.loop.supervisor.start()
         self.watcher.start()
@@ -330,6 +334,7 @@ class Service:
         try:
             return self._main_loop()
         finally:
+            self.api.stop()
             self.playlists.join(timeout_s=10)
             self.radio.stop()
             self.watcher.stop()

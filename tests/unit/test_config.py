@@ -128,3 +128,32 @@ def test_a_valid_playlist_table(tmp_path: Path) -> None:
     (spec,) = config.playlists.specs
     assert spec.name == "Calm" and spec.output == tmp_path / "out" / "calm.m3u8"
     assert config.playlists.debounce_s == 30
+
+
+def _http(table: dict[str, object]):
+    return parse_config({"http": table}, env={"HOME": "/nonexistent"})
+
+
+def test_http_is_off_without_the_section_and_loopback_needs_no_token() -> None:
+    assert parse_config({}, env={"HOME": "/nonexistent"}).http.listen is None
+    assert _http({"listen": "127.0.0.1:8765"}).http.listen == ("127.0.0.1", 8765)
+    assert _http({"listen": "[::1]:8765"}).http.listen == ("::1", 8765)
+
+
+@pytest.mark.parametrize("table, words", [
+    ({"listen": "0.0.0.0:8765"}, "http.token: required when http.listen (0.0.0.0)"),
+    ({"listen": ":8765"}, "http.token: required when http.listen (every address)"),
+    ({"listen": "192.168.1.5:8765", "token": "short"}, "http.token: use at least 16 characters"),
+    ({"listen": "127.0.0.1"}, 'http.listen: expected "HOST:PORT"'),
+    ({"listen": "127.0.0.1:99999"}, "the port must be a number from 1 to 65535"),
+    ({"listn": "127.0.0.1:1"}, "http.listn: unknown key; did you mean 'listen'?"),
+])
+def test_http_mistakes_are_named(table: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _http(table)
+    assert any(words in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_a_network_address_with_a_token_is_accepted() -> None:
+    config = _http({"listen": "0.0.0.0:8765", "token": "x" * 32})
+    assert config.http.listen == ("0.0.0.0", 8765) and config.http.token == "x" * 32

@@ -13,11 +13,13 @@ The parts (docs/ARCHITECTURE.md draws them):
 - analysis/: the leaves only: the child side, loaded by the zygote by name, imported by nothing
   else, so the daemon process never holds librosa;
 - playlists/: the leaves, config and the store;
-- radio/ (an integration: the radio for MPD): the leaves, config, the store and playlists/;
-- cluster/ (an integration: analysis lent by other machines through Dask): the leaves, config,
-  the store and workers/ (the zygote client and the verdict are the work unit it ships);
-- the wiring (service, loop, health, logs, rebuilds, waiting): all of the above but analysis (the
-  cluster only lazily, when a scheduler is configured);
+- integrations, each its own folder:
+  - radio/ (the radio for MPD) and webapi/ (the HTTP API): the leaves, config, the store and
+    playlists/;
+  - cluster/ (analysis lent by other machines through Dask): the leaves, config, the store and
+    workers/ (the zygote client and the verdict are the work unit it ships);
+- the wiring (service, loop, health, logs, rebuilds, waiting, apis): all of the above but analysis
+  (the cluster and the API only lazily, when configured);
 - cli/ (and __main__) on top. Nothing imports the wiring but cli/; nothing imports cli/.
 """
 
@@ -31,7 +33,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "daemon" / "tunescout"
 
 LEAVES = {"errors", "models", "units", "protocol", "lock", "convert", "__init__"}
-WIRING = {"service", "loop", "health", "logs", "rebuilds", "waiting"}
+WIRING = {"service", "loop", "health", "logs", "rebuilds", "waiting", "apis"}
 
 # part -> the parts it may import (its own part is always allowed)
 ALLOWED: dict[str, set[str]] = {
@@ -44,11 +46,12 @@ ALLOWED: dict[str, set[str]] = {
     "playlists.request": {"leaves"},
     "playlists": {"leaves", "config", "store", "playlists.request"},
     "radio": {"leaves", "config", "store", "playlists", "playlists.request"},
+    "webapi": {"leaves", "config", "store", "playlists", "playlists.request"},
     "cluster": {"leaves", "config", "store", "workers"},
     "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "radio",
-               "cluster"},
+               "cluster", "webapi"},
     "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring",
-            "radio", "cluster"},
+            "radio", "cluster", "webapi"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}

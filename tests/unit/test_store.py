@@ -230,7 +230,7 @@ def test_file_detail_is_a_dataclass_with_the_show_json_shape(store: StoreWriter)
     detail = store.file_detail(Path("/m/a.mp3"))
     assert detail is not None and detail.recorded and detail.failure is None
     assert list(detail.as_json()) == [
-        "path", "state", "size_bytes", "mtime_ns", "digest", "duration_s", "tags", "cover",
+        "path", "state", "id", "size_bytes", "mtime_ns", "digest", "duration_s", "tags", "cover",
         "tags_error", "analysed_at", "decode_warning", "features", "queued", "failure"]
     # known by its failure alone: no files row, so none of the row's keys
     only = store.file_detail(Path("/m/gone.mp3"))
@@ -252,7 +252,8 @@ def test_playlist_tracks_are_rows_with_their_groups(store: StoreWriter) -> None:
     reader.close()
     assert [t.path for t in tracks] == [Path("/m/a.mp3"), Path("/m/b.mp3")]  # analysed only, by path
     assert tracks[0] == TrackRow(Path("/m/a.mp3"), "d1", 12.5, {"title": "T", "artist": ["A", "B"]},
-                                 {group: {"x": 1.5} for group in FEATURE_VERSIONS})
+                                 {group: {"x": 1.5} for group in FEATURE_VERSIONS}, tracks[0].id)
+    assert tracks[1].id != tracks[0].id > 0  # the files row's id: the HTTP API's track id
 
 
 def test_daemon_state_round_trips(store: StoreWriter) -> None:

@@ -75,6 +75,7 @@ class FileDetail:
     analysed_at: float | None = None
     decode_warning: str | None = None
     features: dict[str, dict[str, Any]] = field(default_factory=dict)  # by group: {"version": n, **values}
+    id: int | None = None  # the files row's id: stable across moves and re-analysis (the HTTP API's)
 
     def as_json(self) -> dict[str, Any]:
         """Return the object `show --json` prints: the row's keys only when there is a row,
@@ -82,6 +83,7 @@ class FileDetail:
         data: dict[str, Any] = {"path": str(self.path), "state": self.state}
         if self.recorded:
             data.update(
+                id=self.id,
                 size_bytes=self.size_bytes, mtime_ns=self.mtime_ns, digest=self.digest,
                 duration_s=self.duration_s, tags=self.tags, cover=self.cover,
                 tags_error=self.tags_error, analysed_at=self.analysed_at,
@@ -106,6 +108,7 @@ class TrackRow:
     duration_s: float | None
     tags: dict[str, Any]
     features: dict[str, dict[str, Any]]  # by group: the stored values
+    id: int = 0  # the files row's id: kept when the file moves or is analysed again
 
 
 class DaemonState(TypedDict, total=False):
@@ -172,7 +175,7 @@ class StoreReader:
         key = blob(path)
         row = self._conn.execute(
             "SELECT path, size, mtime_ns, state, digest, duration_s, tags, cover, tags_error, "
-            "analysed_at, decode_warning FROM files WHERE path = ?",
+            "analysed_at, decode_warning, id FROM files WHERE path = ?",
             (key,),
         ).fetchone()
         failed = self._conn.execute(
@@ -189,7 +192,7 @@ class StoreReader:
             recorded=True, size_bytes=row[1], mtime_ns=row[2], digest=row[4], duration_s=row[5],
             tags=json.loads(row[6]) if row[6] else {}, cover=json.loads(row[7]) if row[7] else None,
             tags_error=row[8], analysed_at=row[9], decode_warning=row[10],
-            features=self._features(row[4]) if row[4] else {},
+            features=self._features(row[4]) if row[4] else {}, id=row[11],
         )
 
     def _features(self, digest: str) -> dict[str, dict[str, Any]]:
@@ -229,17 +232,30 @@ class StoreReader:
     def playlist_tracks(self) -> list[TrackRow]:
         """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
         rows = self._conn.execute(
-            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals FROM files f "
+            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals, f.id FROM files f "
             "LEFT JOIN features g ON g.digest = f.digest "
             "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
         )
         tracks: list[TrackRow] = []
         last: bytes | None = None  # the rows of one file are adjacent: one per feature group
-        for raw, digest, duration_s, tags, grp, vals in rows:
+        for raw, digest, duration_s, tags, grp, vals, ident in rows:
             if raw != last:
                 tracks.append(TrackRow(path_of(raw), digest, duration_s,
-                                       json.loads(tags) if tags else {}, {}))
+                                       json.loads(tags) if tags else {}, {}, ident))
                 last = raw
             if grp is not None:
                 tracks[-1].features[grp] = json.loads(vals)
         return tracks
+
+    def analysed_version(self) -> tuple[int, float, int, int, float]:
+        """Return what changes whenever the analysed tracks do (count, last analysis, ids, paths,
+        mtimes: a tag-only edit changes the file's mtime and not its analysis).
+
+        One pass over `files`, cheap enough to ask every few seconds: a reader (the HTTP API)
+        rebuilds its index only when this changes, not at every daemon heartbeat.
+        """
+        row = self._conn.execute(
+            "SELECT count(*), coalesce(max(analysed_at), 0), coalesce(sum(id), 0), "
+            "coalesce(sum(length(path)), 0), total(mtime_ns) FROM files WHERE state = 'analysed'"
+        ).fetchone()
+        return int(row[0]), float(row[1]), int(row[2]), int(row[3]), float(row[4])
