@@ -30,7 +30,8 @@ class PlaylistSource(Protocol):
 
 def tracks_from_rows(rows: Iterable[TrackRow]) -> list[Track]:
     """Return Tracks from `StoreReader.playlist_tracks()` rows."""
-    return [Track(r.path, r.digest, r.duration_s, r.tags, r.features) for r in rows]
+    return [Track(r.path, r.digest, r.duration_s, r.tags, r.features, r.size_bytes, r.decode_warning)
+            for r in rows]
 
 
 def build_from_spec(cat: Catalogue, spec: PlaylistSpec, exclude: frozenset[str] = frozenset()) -> Playlist:

@@ -26,6 +26,10 @@ ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
 FORMATS = ("m3u8", "json")
 HISTORY_KEEP = 100  # playlists remembered for "not in the last K playlists"
 DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
+PREFERENCES = ("lossless", "bitrate", "path")
+"""Which copy of a recording a playlist uses, decided in this order: a lossless file first, then
+the higher bitrate, then the smaller path. Any order of any of them (`prefer`, `--prefer`)."""
+MIN_DURATION_S = 30.0  # jingles, stings and broken stubs are not playlist material
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Rules:
     album_spacing: int = 5
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     exclude_digests: frozenset[str] = frozenset()  # e.g. everything in the last K playlists
+    min_duration_s: float = MIN_DURATION_S  # shorter candidates are left out (seeds may be short)
+    include_suspect: bool = False  # files the analysis decoded only in part are left out
+    prefer: tuple[str, ...] = PREFERENCES
 
     def check(self) -> None:
         """Raise PlaylistError for a request that makes no sense."""
@@ -62,6 +69,31 @@ class Rules:
             raise PlaylistError("spacing cannot be negative")
         if self.bpm_tolerance_pct is not None and self.bpm_tolerance_pct < 0:
             raise PlaylistError("--bpm-tolerance cannot be negative")
+        if self.min_duration_s < 0 or not math.isfinite(self.min_duration_s):
+            raise PlaylistError("--min-duration must be zero or more seconds")
+        problem = check_preference(self.prefer)
+        if problem:
+            raise PlaylistError(f"--prefer: {problem}")
+
+
+def check_preference(prefer: tuple[str, ...] | list[str]) -> str | None:
+    """Return what is wrong with a copy preference such as ("lossless", "bitrate", "path"), or None."""
+    for criterion in prefer:
+        if criterion not in PREFERENCES:
+            return f"unknown preference {criterion!r}{did_you_mean(criterion, PREFERENCES)}; " \
+                   f"use some of {', '.join(PREFERENCES)}"
+    if len(set(prefer)) != len(prefer):
+        return "a preference is named twice"
+    return None
+
+
+def parse_preference(text: str) -> tuple[str, ...]:
+    """Return the copy preference of "lossless,bitrate,path"; raise PlaylistError when wrong."""
+    prefer = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    problem = check_preference(prefer)
+    if problem:
+        raise PlaylistError(f"--prefer: {problem}")
+    return prefer
 
 
 @dataclass(frozen=True)
@@ -269,13 +301,14 @@ def _comparison(text: str, key: str, op: str, value: str) -> TagFilter:
 _SPEC_KEYS = (
     "name", "output", "seeds", "query", "from", "to", "length", "order", "bpm", "bpm_tolerance",
     "key_compatible", "duration", "loudness", "where", "artist_spacing", "album_spacing", "weights",
-    "format", "relative", "exclude_recent",
+    "format", "relative", "exclude_recent", "min_duration", "include_suspect", "prefer",
 )
 _RULE_KEYS = {
     "length": "length", "order": "order", "bpm": "bpm_range", "bpm_tolerance": "bpm_tolerance_pct",
     "key_compatible": "key_compatible", "duration": "duration_range_s",
     "loudness": "loudness_range_lufs", "where": "where", "artist_spacing": "artist_spacing",
-    "album_spacing": "album_spacing", "weights": "weights",
+    "album_spacing": "album_spacing", "weights": "weights", "min_duration": "min_duration_s",
+    "include_suspect": "include_suspect", "prefer": "prefer",
 }
 
 
@@ -354,6 +387,7 @@ def _converters(base_dir: Path | None) -> dict[str, Converter]:
         "loudness": _range("loudness"), "where": _expression, "artist_spacing": int_in(0, 100),
         "album_spacing": int_in(0, 100), "weights": _weights, "format": choice(*FORMATS),
         "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP),
+        "min_duration": _seconds, "include_suspect": flag, "prefer": _preference,
     }
 
 
@@ -366,6 +400,21 @@ def _range(what: str, clock: bool = False) -> Converter:
             return parse_range(value, what, clock=clock)
         raise ValueError(f'expected "FROM-TO" or [FROM, TO], such as "{"2:00-7:00" if clock else "100-130"}"')
     return convert
+
+
+def _seconds(value: Any) -> float:
+    return _clock(value.strip()) if isinstance(value, str) else number(value)
+
+
+def _preference(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError('expected a list such as ["lossless", "bitrate", "path"]')
+    prefer = tuple(v.strip().lower() for v in items if v.strip())
+    problem = check_preference(prefer)
+    if problem:
+        raise ValueError(problem)
+    return prefer
 
 
 def _weights(value: Any) -> dict[str, float]:

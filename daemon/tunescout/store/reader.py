@@ -106,6 +106,8 @@ class TrackRow:
     duration_s: float | None
     tags: dict[str, Any]
     features: dict[str, dict[str, Any]]  # by group: the stored values
+    size_bytes: int | None = None  # the file's size: with the duration, its bitrate
+    decode_warning: str | None = None  # decoded only in part: a suspect file
 
 
 class DaemonState(TypedDict, total=False):
@@ -213,18 +215,20 @@ class StoreReader:
                          if version >= FEATURE_VERSIONS.get(group, version + 1))
 
     def playlist_tracks(self) -> list[TrackRow]:
-        """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
+        """Return every analysed file (path, digest, duration_s, tags, features by group, size,
+        decode warning), by path."""
         rows = self._conn.execute(
-            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals FROM files f "
+            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals, f.size, f.decode_warning "
+            "FROM files f "
             "LEFT JOIN features g ON g.digest = f.digest "
             "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
         )
         tracks: list[TrackRow] = []
         last: bytes | None = None  # the rows of one file are adjacent: one per feature group
-        for raw, digest, duration_s, tags, grp, vals in rows:
+        for raw, digest, duration_s, tags, grp, vals, size, warning in rows:
             if raw != last:
                 tracks.append(TrackRow(path_of(raw), digest, duration_s,
-                                       json.loads(tags) if tags else {}, {}))
+                                       json.loads(tags) if tags else {}, {}, size, warning))
                 last = raw
             if grp is not None:
                 tracks[-1].features[grp] = json.loads(vals)
