@@ -47,32 +47,32 @@ def signature(track: Track) -> np.ndarray | None:
     return values if np.all(np.isfinite(values)) else None
 
 
-def same_sound(a: np.ndarray, b: np.ndarray) -> bool:
-    """Tell whether two signatures are one recording's."""
-    chroma = float(np.sqrt(np.mean((a[:12] - b[:12]) ** 2)))
-    return chroma <= CHROMA_TOLERANCE and abs(float(a[12] - b[12])) <= LOUDNESS_TOLERANCE_LU
-
-
-def duration_window(duration_s: float) -> float:
-    """Return how far apart two copies' durations may be."""
-    return DURATION_TOLERANCE_S + DURATION_TOLERANCE_SHARE * duration_s
-
-
 def acoustic_pairs(tracks: Sequence[Track]) -> list[tuple[int, int]]:
-    """Return the index pairs of tracks that measure as one recording (near duration and sound)."""
+    """Return the index pairs of tracks that measure as one recording (near duration and sound).
+
+    Sorted by duration, each track is compared, in one numpy step, with the block of tracks
+    that follow it within its duration window: about N · window comparisons, never N².
+    """
     known = [(t.duration_s, i, sig) for i, t in enumerate(tracks)
              if t.duration_s is not None and math.isfinite(t.duration_s) and t.duration_s > 0
              and (sig := signature(t)) is not None]
-    known.sort(key=lambda item: item[0])
+    if len(known) < 2:
+        return []
+    known.sort(key=lambda item: (item[0], item[1]))
+    durations = np.array([k[0] for k in known])
+    index = np.array([k[1] for k in known])
+    sigs = np.stack([k[2] for k in known])
+    ends = np.searchsorted(durations, durations + DURATION_TOLERANCE_S
+                           + DURATION_TOLERANCE_SHARE * durations, side="right")
     pairs = []
-    for position, (duration, i, sig) in enumerate(known):
-        limit = duration + duration_window(duration)
-        for later in range(position + 1, len(known)):
-            other_duration, j, other = known[later]
-            if other_duration > limit:
-                break
-            if same_sound(sig, other):
-                pairs.append((min(i, j), max(i, j)))
+    for position in np.flatnonzero(ends > np.arange(len(known)) + 1):
+        block = sigs[position + 1:ends[position]]
+        chroma = np.sqrt(np.mean((block[:, :12] - sigs[position, :12]) ** 2, axis=1))
+        loudness = np.abs(block[:, 12] - sigs[position, 12])
+        same = (chroma <= CHROMA_TOLERANCE) & (loudness <= LOUDNESS_TOLERANCE_LU)
+        for other in index[position + 1 + np.flatnonzero(same)]:
+            i, j = int(index[position]), int(other)
+            pairs.append((min(i, j), max(i, j)))
     return pairs
 
 

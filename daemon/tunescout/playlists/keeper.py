@@ -70,6 +70,9 @@ def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now:
             log.warning("playlist %s not rebuilt: %s", spec.name, exc,
                         extra={"PLAYLIST": spec.name, "EVENT": "playlist_failed"})
             continue
+        if playlist.stopped_by is not None:
+            log.warning("playlist %s stopped short: %s", spec.name, "; ".join(playlist.notes),
+                        extra={"PLAYLIST": spec.name, "EVENT": "playlist_short"})
         log.info("wrote playlist %s (%d tracks)", spec.output, len(playlist.entries),
                  extra={"PLAYLIST": spec.name, "PLAYLIST_PATH": str(spec.output),
                         "TRACKS": len(playlist.entries), "EVENT": "playlist_written"})
