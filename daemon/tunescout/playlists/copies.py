@@ -13,7 +13,8 @@ library-standardised vectors: standardisation moves with the library, and the co
 change because unrelated tracks were added. Measured on the real-music set (bench/quality.py,
 57 tracks, 10 of them in 8 more codecs: FLAC, MP3 CBR/VBR, Vorbis, Opus, AAC, WMA, WAV): copies
 differ by at most 0.05 s in duration, 0.007 in chroma (RMS) and 0.27 LU; two different tracks
-differ by at least 0.045 in chroma. MFCC means do not separate them (WMA moves them by up to 18,
+differ by at least 0.045 in chroma. The tempo (to the nearest octave) must agree within 1.5 %
+(copies: 0.75 % at most) where both are known. MFCC means do not separate them (WMA moves them by up to 18,
 two different tracks can lie 1.7 apart).
 """
 
@@ -35,16 +36,22 @@ DURATION_TOLERANCE_S = 0.2  # measured ≤ 0.05 s: MP3 padding, AAC priming, Opu
 DURATION_TOLERANCE_SHARE = 0.001  # plus 0.1 % (a resampled copy rounds its length)
 CHROMA_TOLERANCE = 0.02  # RMS over the 12 mean chroma values; measured: copies ≤ 0.007, others ≥ 0.045
 LOUDNESS_TOLERANCE_LU = 1.0  # measured: copies ≤ 0.27 LU apart
+TEMPO_TOLERANCE_PCT = 1.5  # to the nearest octave; measured: copies ≤ 0.75 % (one drum loop at
+# 98 and 100 BPM, cut to one length, has one chroma and loudness: the tempo tells them apart)
 
 
 def signature(track: Track) -> np.ndarray | None:
-    """Return what copies of one recording share (mean chroma, then LUFS), None when missing."""
+    """Return what copies of one recording share (mean chroma, LUFS, log2 tempo), None when missing.
+
+    An unknown tempo is NaN and does not decide: chroma and loudness do.
+    """
     chroma = track.feature("tonal", "chroma_mean")
     lufs = track.feature("loudness", "integrated_lufs")
     if not isinstance(chroma, list) or len(chroma) != 12 or not isinstance(lufs, int | float):
         return None
-    values = np.array([*chroma, lufs], dtype=np.float64)
-    return values if np.all(np.isfinite(values)) else None
+    tempo = track.tempo_bpm
+    values = np.array([*chroma, lufs, math.log2(tempo) if tempo and tempo > 0 else math.nan])
+    return values if np.all(np.isfinite(values[:13])) else None
 
 
 def acoustic_pairs(tracks: Sequence[Track]) -> list[tuple[int, int]]:
@@ -69,7 +76,10 @@ def acoustic_pairs(tracks: Sequence[Track]) -> list[tuple[int, int]]:
         block = sigs[position + 1:ends[position]]
         chroma = np.sqrt(np.mean((block[:, :12] - sigs[position, :12]) ** 2, axis=1))
         loudness = np.abs(block[:, 12] - sigs[position, 12])
-        same = (chroma <= CHROMA_TOLERANCE) & (loudness <= LOUDNESS_TOLERANCE_LU)
+        octaves = block[:, 13] - sigs[position, 13]
+        with np.errstate(invalid="ignore"):
+            tempo_ok = ~(np.abs(octaves - np.round(octaves)) > math.log2(1 + TEMPO_TOLERANCE_PCT / 100))
+        same = (chroma <= CHROMA_TOLERANCE) & (loudness <= LOUDNESS_TOLERANCE_LU) & tempo_ok
         for other in index[position + 1 + np.flatnonzero(same)]:
             i, j = int(index[position]), int(other)
             pairs.append((min(i, j), max(i, j)))
