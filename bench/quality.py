@@ -405,6 +405,20 @@ def print_coherence(tracks: list[dict[str, Any]], results: dict[tuple[str, str],
               f"{defaults.album_spacing} allows about {cap:.0%}")
 
 
+def print_copies(tracks: list[dict[str, Any]], results: dict[tuple[str, str], Estimate]) -> None:
+    """Print how the playlists' "same recording" test (playlists/copies.py) groups every file."""
+    from tunescout.playlists.catalogue import Catalogue, Track
+
+    files = [(t["id"], rel) for t in tracks for rel in files_of(t).values()]
+    library = [Track(Path(rel), (e := results[("tunescout", rel)]).digest or rel, e.duration_s,
+                     {"title": rel}, e.groups or {}) for _, rel in files]
+    groups = {frozenset(files[i][0] for i in m) for m in Catalogue.build(library).recording_members}
+    merged = sum(1 for g in groups if len(g) > 1)
+    split = sum(1 for t in tracks if sum(t["id"] in g for g in groups) > 1)
+    print(f"same recording: {len(files)} files of {len(tracks)} tracks make {len(groups)} recordings; "
+          f"{merged} hold two tracks, {split} tracks are split")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help=f"default {DEFAULT_DEST}")
@@ -426,6 +440,7 @@ def main() -> None:
     print_failures(tracks, essentia, results)
     print_table(scores, tracks)
     print_coherence(tracks, results)
+    print_copies(tracks, results)
 
 
 if __name__ == "__main__":

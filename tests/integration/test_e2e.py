@@ -287,7 +287,7 @@ def test_the_daemon_keeps_configured_playlists(tmp_path: Path, start_daemon) -> 
     with library.config.open("a") as fh:
         fh.write(f'\n[playlist_keeper]\ndebounce = "1 s"\n\n[[playlists]]\nname = "Like the seed"\n'
                  f'output = "{out}"\nseeds = ["{seed}"]\nlength = 3\nartist_spacing = 0\n'
-                 f'album_spacing = 0\n')
+                 f'album_spacing = 0\nmin_duration = 0\n')  # 5 s tracks: not jingles here
     for i, bpm in enumerate((100, 104, 140, 98)):
         write_track(library.music / f"t{i}.flac", seconds=5, kind="drums", bpm=bpm,
                     tags={"title": f"T{i}", "artist": f"A{i}"})

@@ -125,3 +125,30 @@ def test_no_database(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, *ENTRY, "--config", str(config), "playlist", "--seed", "x"],
                             capture_output=True, env=daemon_env(), timeout=60, check=False)
     assert result.returncode == 4 and b"no database" in result.stderr
+
+
+def test_a_query_with_no_match_exits_1(setup: Setup) -> None:
+    result = setup.run("--query", "genre=polka")
+    assert result.returncode == 1
+    assert b"no analysed track matches" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_a_query_of_one_artist_fills_by_relaxing_spacing(setup: Setup) -> None:
+    result = setup.run("--query", "artist='mid artist 2'", "--length", "8", "--explain")
+    assert result.returncode == 0, result.stderr
+    assert len(m3u8_paths(result.stdout)) == 3  # every match, not 1 of 3
+    assert b"spacing relaxed" in result.stdout and b"spacing relaxed" in result.stderr
+
+
+def test_a_path_that_cannot_keep_the_tempo_rule_stops_short_and_exits_1(setup: Setup) -> None:
+    result = setup.run("--from", setup.track("slow", 0), "--to", setup.track("fast", 0), "--length", "8",
+                       "--bpm-tolerance", "15", "--key-compatible", "--explain")
+    assert result.returncode == 1
+    assert b"stopped after" in result.stderr and b"into B" in result.stderr
+    assert setup.track("fast", 0) not in m3u8_paths(result.stdout)
+
+
+@pytest.mark.parametrize("args", [["--prefer", "smallest"], ["--min-duration", "-3"]])
+def test_new_options_are_checked(setup: Setup, args: list[str]) -> None:
+    result = setup.run("--seed", setup.track("mid", 1), *args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -17,8 +17,9 @@ from tunescout.playlists.camelot import camelot_compatible, key_step
 from tunescout.playlists.catalogue import Catalogue, Track, TrackNotFound, normalise_title
 from tunescout.playlists.engine import path_playlist, query_playlist, similar_playlist
 from tunescout.playlists.explain import Playlist
-from tunescout.playlists.request import Rules, parse_range, parse_weights, parse_where
+from tunescout.playlists.request import Rules, parse_range, parse_weights
 from tunescout.playlists.vectors import column_weights
+from tunescout.tagexpr import parse_where
 
 
 @pytest.fixture(scope="module")

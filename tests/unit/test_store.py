@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -252,7 +252,8 @@ def test_playlist_tracks_are_rows_with_their_groups(store: StoreWriter) -> None:
     reader.close()
     assert [t.path for t in tracks] == [Path("/m/a.mp3"), Path("/m/b.mp3")]  # analysed only, by path
     assert tracks[0] == TrackRow(Path("/m/a.mp3"), "d1", 12.5, {"title": "T", "artist": ["A", "B"]},
-                                 {group: {"x": 1.5} for group in FEATURE_VERSIONS}, tracks[0].id)
+                                 {group: {"x": 1.5} for group in FEATURE_VERSIONS}, tracks[0].id,
+                                 IDENT.size, None)
     assert tracks[1].id != tracks[0].id > 0  # the files row's id: the HTTP API's track id
 
 
@@ -276,3 +277,12 @@ def test_a_reader_does_not_migrate_an_old_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1  # untouched
     conn.close()
+
+
+def test_playlist_tracks_carry_the_decode_warning(store: StoreWriter) -> None:
+    store.record_analysis(Path("/m/cut.mp3"), IDENT,
+                          replace(analysis("d3"), decode_warning="decoded 6.0 s of 180.0 s"))
+    reader = StoreReader.open(store.path)
+    [track] = reader.playlist_tracks()
+    reader.close()
+    assert track.decode_warning == "decoded 6.0 s of 180.0 s" and track.size_bytes == IDENT.size

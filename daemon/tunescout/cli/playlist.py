@@ -20,11 +20,20 @@ from tunescout.config import Config
 from tunescout.errors import PlaylistError
 from tunescout.playlists.atomic import atomic_write
 from tunescout.playlists.catalogue import Catalogue, TrackNotFound
+from tunescout.playlists.engine import NoMatch
 from tunescout.playlists.explain import Playlist
 from tunescout.playlists.history import recent_digests, record_history
 from tunescout.playlists.keeper import build_from_spec, tracks_from_rows
 from tunescout.playlists.render import explain_text, outside, relative_folder, render
-from tunescout.playlists.request import FORMATS, ORDERS, PlaylistSpec, Rules, parse_range, parse_weights
+from tunescout.playlists.request import (
+    FORMATS,
+    ORDERS,
+    PlaylistSpec,
+    Rules,
+    parse_preference,
+    parse_range,
+    parse_weights,
+)
 from tunescout.store.reader import StoreReader
 
 
@@ -63,6 +72,12 @@ def add_playlist_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="no artist twice within N tracks (default %(default)s)")
     rules.add_argument("--album-spacing", type=int, default=Rules.album_spacing, metavar="N",
                        help="no album twice within N tracks (default %(default)s)")
+    rules.add_argument("--min-duration", type=float, default=Rules.min_duration_s, metavar="SECONDS",
+                       help="leave out shorter tracks (default %(default)g; 0 keeps every length)")
+    rules.add_argument("--include-suspect", action="store_true",
+                       help="also use files the analysis could decode only in part")
+    rules.add_argument("--prefer", metavar="ORDER", default=",".join(Rules.prefer),
+                       help="which copy of a recording to use (default %(default)s)")
     rules.add_argument("--weights", metavar="G=W,...", help="e.g. timbre=1,rhythm=1,tonal=0.5,loudness=0.5")
     rules.add_argument("--exclude-recent", type=int, default=0, metavar="K",
                        help="leave out tracks of the last K playlists written with --output")
@@ -100,6 +115,8 @@ def spec_from_args(args: argparse.Namespace) -> PlaylistSpec:
         loudness_range_lufs=parse_range(args.loudness, "--loudness") if args.loudness else None,
         where=where, artist_spacing=args.artist_spacing, album_spacing=args.album_spacing,
         weights=parse_weights(args.weights) if args.weights else dict(Rules().weights),
+        min_duration_s=args.min_duration, include_suspect=args.include_suspect,
+        prefer=parse_preference(args.prefer),
     )
     rules.check()
     fmt = "json" if args.json else args.format
@@ -142,6 +159,9 @@ def cmd_playlist(args: argparse.Namespace, config: Config) -> int:
     except TrackNotFound as exc:
         err(str(exc))
         return Exit.NOT_FOUND
+    except NoMatch as exc:
+        err(str(exc))
+        return Exit.FAILED
     except PlaylistError as exc:
         err(str(exc))
         return Exit.USAGE
@@ -159,6 +179,8 @@ def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, hist
     if not playlist.entries:
         err("no track satisfies the rules")
         return Exit.FAILED
+    # a list a hard rule cut short is still written, but the command says it failed to fill it
+    done = Exit.FAILED if playlist.stopped_by is not None else Exit.OK
     folder = relative_folder(spec)
     if folder is not None:
         left = outside(playlist, folder)
@@ -170,7 +192,7 @@ def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, hist
     data = render(playlist, spec.name, spec.format, relative_to=folder, explain=args.explain)
     if args.output is None:
         out_bytes(data)
-        return Exit.OK
+        return done
     try:
         atomic_write(spec.output, data)
         if not args.no_history:
@@ -182,4 +204,4 @@ def _emit(playlist: Playlist, spec: PlaylistSpec, args: argparse.Namespace, hist
         for entry in playlist.entries:
             sys.stderr.write(f"{entry.track.path}\n  {explain_text(entry)}\n")
     err(f"wrote {len(playlist.entries)} tracks to {spec.output}")
-    return Exit.OK
+    return done

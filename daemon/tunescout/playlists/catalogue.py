@@ -16,8 +16,9 @@ import numpy.typing as npt
 
 from tunescout.errors import PlaylistError
 from tunescout.playlists.camelot import camelot_index
-from tunescout.playlists.request import normalise_text, tag_texts
+from tunescout.playlists.copies import acoustic_pairs, preference_key
 from tunescout.playlists.vectors import FeatureMatrix, FloatArray, build_matrix
+from tunescout.tagexpr import normalise_text, tag_texts
 
 IntArray = npt.NDArray[np.intp]
 
@@ -46,6 +47,13 @@ class Track:
     duration_s: float | None
     tags: Mapping[str, Any]
     features: Mapping[str, Mapping[str, Any]]
+    size_bytes: int | None = None
+    decode_warning: str | None = None  # decoded only in part: truncated, corrupt packets
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the analysis measured only part of the audio (left out of playlists by default)."""
+        return self.decode_warning is not None
 
     @property
     def artist(self) -> str:
@@ -98,13 +106,14 @@ class Catalogue:
     camelot: IntArray  # 0..23, 24 when unknown
     lufs: FloatArray
     duration_s: FloatArray
-    recording: IntArray  # tracks with one id are one recording (same digest or artist + title)
+    recording: IntArray  # one id, one recording: same digest, artist + title, or acoustic match
     recording_members: Sequence[Sequence[int]]
     artists: Sequence[Sequence[int]]
     artist_members: Sequence[Sequence[int]]
     album: IntArray  # -1 when unknown
     album_members: Sequence[Sequence[int]]
     by_path: Mapping[Path, int]
+    suspect: npt.NDArray[np.bool_]
 
     @classmethod
     def build(cls, tracks: Sequence[Track]) -> Catalogue:
@@ -133,7 +142,18 @@ class Catalogue:
             album=album_ids,
             album_members=albums.members,
             by_path={t.path: i for i, t in enumerate(tracks)},
+            suspect=np.array([t.suspect for t in tracks], dtype=bool),
         )
+
+    def copies_used(self, prefer: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Return which tracks a playlist may use: of each recording, only the preferred copy."""
+        used = np.ones(len(self), dtype=bool)
+        for members in self.recording_members:
+            if len(members) > 1:
+                best = min(members, key=lambda i: preference_key(self.tracks[i], prefer))
+                used[list(members)] = False
+                used[best] = True
+        return used
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -168,7 +188,8 @@ def _album_key(track: Track) -> str | None:
 
 
 def _recordings(tracks: Sequence[Track]) -> tuple[IntArray, list[list[int]]]:
-    """Group tracks that are one recording: same digest, or same folded artist and title (union-find)."""
+    """Group tracks that are one recording (union-find): same digest, same folded artist and title,
+    or the same duration and sound (copies.acoustic_pairs: a transcode with other tags)."""
     parent = list(range(len(tracks)))
 
     def root(i: int) -> int:
@@ -188,6 +209,8 @@ def _recordings(tracks: Sequence[Track]) -> tuple[IntArray, list[list[int]]]:
                 parent[root(i)] = root(owner[key])
             else:
                 owner[key] = i
+    for i, j in acoustic_pairs(tracks):
+        parent[root(i)] = root(j)
     groups = _Groups()
     ids = np.array([groups.add(str(root(i)), i) for i in range(len(tracks))], dtype=np.intp)
     return ids, groups.members

@@ -3,9 +3,11 @@
 A `Catalogue` indexes a library once: standardised vectors, tempo, Camelot key, loudness, and
 which tracks share a recording, an artist or an album. Each playlist is one linear pass over the
 weighted (N, D) matrix for the base score, then a greedy walk that picks one track per position
-from a shortlist: the cheapest track that breaks no rule (no recording twice, artist and album
-spacing, key-compatible steps, seed quotas). When the shortlist runs dry it grows fourfold, up to
-every candidate; nothing is ever compared pairwise over the whole library.
+from a shortlist: the cheapest track that breaks no rule (no recording twice, key-compatible
+and tempo steps, the ramp, seed quotas) and keeps the artist and album spacing. When the shortlist
+runs dry it grows fourfold, up to every candidate; nothing is ever compared pairwise over the
+whole library. Spacing is a preference: when it alone stops the list it is relaxed, and the entry
+says so. A hard rule never bends: the list stops there and names the rule (`stopped_by`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from tunescout.errors import PlaylistError
 from tunescout.playlists.camelot import KEY_COMPATIBLE, KEY_DISTANCE
 from tunescout.playlists.catalogue import Catalogue, IntArray
 from tunescout.playlists.explain import Playlist, explain_picks, label, shortfall
-from tunescout.playlists.request import Rules, parse_where
+from tunescout.playlists.request import Rules
+from tunescout.playlists.steps import near_tempo, octave_steps, squared_distances, within_tolerance
 from tunescout.playlists.vectors import FloatArray, column_weights
+from tunescout.tagexpr import parse_where
 
 FLOW_WEIGHT = 0.6  # how much a smooth step counts against closeness to the seed
 RAMP_WEIGHT = 1.0
@@ -30,6 +34,7 @@ TEMPO_UNIT = math.log2(1.04)  # a 4 % tempo step costs as much as one Camelot st
 RAMP_UNIT = math.log2(1.02)
 SHORTLIST_PER_TRACK = 40
 SHORTLIST_MIN = 2000
+RAMP_SLACK_PCT = 10.0  # a ramp's track lies within this of its position's tempo (or --bpm-tolerance)
 _NEVER = np.iinfo(np.int64).max // 4
 
 
@@ -43,8 +48,16 @@ def _within(values: FloatArray, bounds: tuple[float, float]) -> npt.NDArray[np.b
 
 
 def candidate_mask(cat: Catalogue, rules: Rules) -> npt.NDArray[np.bool_]:
-    """Return which tracks pass the filters that do not depend on the seed or the order."""
-    mask = np.ones(len(cat), dtype=bool)
+    """Return which tracks pass the filters that do not depend on the seed or the order.
+
+    Of each recording only the preferred copy (rules.prefer) is a candidate; files decoded only
+    in part and tracks shorter than rules.min_duration_s are left out unless asked for.
+    """
+    mask = cat.copies_used(rules.prefer)
+    if not rules.include_suspect:
+        mask &= ~cat.suspect
+    if rules.min_duration_s > 0:
+        mask &= _within(cat.duration_s, (rules.min_duration_s, math.inf))
     if rules.bpm_range is not None:
         mask &= _within(cat.tempo_bpm, rules.bpm_range)
     if rules.duration_range_s is not None:
@@ -65,12 +78,15 @@ def candidate_mask(cat: Catalogue, rules: Rules) -> npt.NDArray[np.bool_]:
 
 # --- the greedy walk -----------------------------------------------------------------------------
 
-StepCost = Callable[[int, int, IntArray], tuple[FloatArray, npt.NDArray[np.bool_]]]
-"""(position, previous index or -1, shortlist) → (cost, extra feasibility) over the shortlist."""
+StepCost = Callable[[int, int, IntArray], tuple[FloatArray, dict[str, npt.NDArray[np.bool_]]]]
+"""(position, previous index or -1, shortlist) → (cost, each hard rule's feasibility) over the shortlist."""
+
+_SPACINGS = ("album spacing", "artist spacing")  # given up in this order when nothing else fits
 
 
 class _Walk:
-    """Pick one track per position, cheapest first, never breaking a spacing or duplicate rule."""
+    """Pick one track per position, cheapest first: never a recording twice nor a hard rule broken,
+    the artist and album spacing kept unless nothing else fits."""
 
     def __init__(self, cat: Catalogue, rules: Rules, order_by: FloatArray, candidates: IntArray) -> None:
         self.cat = cat
@@ -79,9 +95,14 @@ class _Walk:
         self.candidates = candidates
         self.size = min(len(candidates), max(SHORTLIST_PER_TRACK * rules.length, SHORTLIST_MIN))
         self.shortlist = self._shortlist()
-        self.free_from = np.zeros(len(cat), dtype=np.int64)  # first position a track may take
-        self.free_until = np.full(len(cat), _NEVER, dtype=np.int64)  # first position it may not
+        self.used = np.zeros(len(cat), dtype=bool)  # recordings already placed
+        # first position a track may take, and the first it may not, per spacing
+        self.free_from = {kind: np.zeros(len(cat), dtype=np.int64) for kind in _SPACINGS}
+        self.free_until = {kind: np.full(len(cat), _NEVER, dtype=np.int64) for kind in _SPACINGS}
         self.picks: list[int] = []
+        self.relaxed: dict[int, str] = {}  # pick number -> the spacing given up for it
+        self.stopped_by: str | None = None
+        self.anchor_played = False  # a path's A is played: the first step is a real step
 
     def _shortlist(self) -> IntArray:
         if self.size >= len(self.candidates):
@@ -89,47 +110,87 @@ class _Walk:
         scores = self.order_by[self.candidates]
         return self.candidates[np.argpartition(scores, self.size - 1)[: self.size]]
 
+    def _kin(self, index: int) -> dict[str, list[Sequence[int]]]:
+        cat = self.cat
+        album = [cat.album_members[cat.album[index]]] if cat.album[index] >= 0 else []
+        return {"artist spacing": [cat.artist_members[a] for a in cat.artists[index]],
+                "album spacing": album}
+
+    def _spacing(self, kind: str) -> int:
+        return self.rules.artist_spacing if kind == "artist spacing" else self.rules.album_spacing
+
     def place(self, index: int, position: int) -> None:
         """Record a track at a position (-1: a seed before the list): block its recording and kin."""
-        cat, rules = self.cat, self.rules
-        self.free_from[cat.recording_members[cat.recording[index]]] = _NEVER
-        for artist in cat.artists[index]:
-            self._block(cat.artist_members[artist], position + rules.artist_spacing)
-        if cat.album[index] >= 0:
-            self._block(cat.album_members[cat.album[index]], position + rules.album_spacing)
-
-    def _block(self, members: Sequence[int], free_from: int) -> None:
-        rows = np.asarray(members, dtype=np.intp)
-        self.free_from[rows] = np.maximum(self.free_from[rows], free_from)
+        self.used[self.cat.recording_members[self.cat.recording[index]]] = True
+        for kind, groups in self._kin(index).items():
+            for members in groups:
+                rows = np.asarray(members, dtype=np.intp)
+                free = self.free_from[kind]
+                free[rows] = np.maximum(free[rows], position + self._spacing(kind))
 
     def reserve_end(self, index: int, position: int) -> None:
         """Keep an anchor's recording, artist and album out of the positions just before it."""
-        cat, rules = self.cat, self.rules
-        self.free_from[cat.recording_members[cat.recording[index]]] = _NEVER
-        groups = [(cat.artist_members[a], rules.artist_spacing) for a in cat.artists[index]]
-        if cat.album[index] >= 0:
-            groups.append((cat.album_members[cat.album[index]], rules.album_spacing))
-        for members, spacing in groups:
-            rows = np.asarray(members, dtype=np.intp)
-            self.free_until[rows] = np.minimum(self.free_until[rows], position - spacing + 1)
+        self.used[self.cat.recording_members[self.cat.recording[index]]] = True
+        for kind, groups in self._kin(index).items():
+            for members in groups:
+                rows = np.asarray(members, dtype=np.intp)
+                until = self.free_until[kind]
+                until[rows] = np.minimum(until[rows], position - self._spacing(kind) + 1)
+
+    def _spaced(self, kind: str, rows: IntArray, position: int) -> npt.NDArray[np.bool_]:
+        return np.asarray((self.free_from[kind][rows] <= position) & (position < self.free_until[kind][rows]))
 
     def step(self, position: int, previous: int, cost: StepCost) -> int | None:
-        """Return the track for this position, growing the shortlist when nothing there fits."""
+        """Return the track for this position, growing the shortlist when nothing there fits.
+
+        With every candidate in view and still nothing, the spacings are given up one by one
+        (album first); failing that the walk stops and `stopped_by` names the hard rule.
+        """
         while True:
             rows = self.shortlist
-            values, extra = cost(position, previous, rows)
-            ok = extra & (self.free_from[rows] <= position) & (position < self.free_until[rows])
-            if self.rules.key_compatible and previous >= 0 and self.cat.camelot[previous] < 24:
-                ok &= KEY_COMPATIBLE[self.cat.camelot[previous], self.cat.camelot[rows]]
+            values, hard = cost(position, previous, rows)
+            chained = previous >= 0 and (bool(self.picks) or self.anchor_played)
+            if self.rules.key_compatible and chained and self.cat.camelot[previous] < 24:
+                hard = {**hard, "--key-compatible": KEY_COMPATIBLE[self.cat.camelot[previous],
+                                                                   self.cat.camelot[rows]]}
+            fresh = ~self.used[rows]
+            for name in hard.values():
+                fresh = fresh & name
+            spaced = [self._spaced(kind, rows, position) for kind in _SPACINGS]
+            ok = fresh & spaced[0] & spaced[1]
             if ok.any():
-                best = int(rows[np.flatnonzero(ok)[np.argmin(values[ok])]])
-                self.place(best, position)
-                self.picks.append(best)
-                return best
-            if self.size >= len(self.candidates):
-                return None
-            self.size *= 4
-            self.shortlist = self._shortlist()
+                return self._take(rows, values, ok, position, None)
+            if self.size < len(self.candidates):
+                self.size *= 4
+                self.shortlist = self._shortlist()
+                continue
+            for given_up, ok in (("album spacing", fresh & spaced[1]),
+                                 ("artist and album spacing", fresh)):
+                if ok.any():
+                    return self._take(rows, values, ok, position, given_up)
+            self.stopped_by = _blocking(~self.used[rows], hard)
+            return None
+
+    def _take(self, rows: IntArray, values: FloatArray, ok: npt.NDArray[np.bool_], position: int,
+              given_up: str | None) -> int:
+        best = int(rows[np.flatnonzero(ok)[np.argmin(values[ok])]])
+        if given_up is not None:
+            # say only what this pick actually breaks: album spacing alone, or artist spacing too
+            broken = [kind for kind in _SPACINGS if not self._spaced(kind, np.array([best]), position)[0]]
+            words = [k.split()[0] for k in sorted(broken)]
+            self.relaxed[len(self.picks)] = " and ".join(words) + " spacing" if words else given_up
+        self.place(best, position)
+        self.picks.append(best)
+        return best
+
+
+def _blocking(fresh: npt.NDArray[np.bool_], hard: dict[str, npt.NDArray[np.bool_]]) -> str | None:
+    """Return which hard rule stopped a walk (None: every candidate is used up)."""
+    if not fresh.any() or not hard:
+        return None
+    alone = [name for name in hard
+             if (fresh & np.logical_and.reduce([m for n, m in hard.items() if n != name] or [fresh])).any()]
+    return " or ".join(alone) if alone else " and ".join(hard)
 
 
 # --- similar to seeds ----------------------------------------------------------------------------
@@ -154,13 +215,13 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
     if len(weights) != len(seeds) or not np.all(weights > 0):
         raise PlaylistError("every seed needs a weight above zero")
     weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
-    squared = np.stack([_squared_distances(weighted, weighted[s]) / w**2
+    squared = np.stack([squared_distances(weighted, weighted[s]) / w**2
                         for s, w in zip(seeds, weights, strict=True)])
     nearest = np.argmin(squared, axis=0)
     base = np.sqrt(squared[nearest, np.arange(len(cat))])
     mask = candidate_mask(cat, rules)
     if rules.bpm_tolerance_pct is not None:
-        mask &= _near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
+        mask &= near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
     walk = _Walk(cat, rules, base, np.flatnonzero(mask))
     for seed in seeds:
         walk.place(seed, -1 - len(queued))
@@ -170,9 +231,13 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
              else np.full(len(seeds), -(-rules.length // len(seeds))))
     taken = np.zeros(len(seeds), dtype=np.intp)
     cost = _order_cost(cat, rules, base, walk.shortlist)
+    ramp = _ramp_rule(cat, rules, base, walk.shortlist) if rules.order == "ramp" else None
 
-    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-        return cost(pos, prev, rows), taken[nearest[rows]] < quota[nearest[rows]]
+    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, dict[str, npt.NDArray[np.bool_]]]:
+        hard = {"each seed's share": taken[nearest[rows]] < quota[nearest[rows]]}
+        if ramp is not None:
+            hard[ramp.name(pos)] = ramp.keeps(pos, rows)
+        return cost(pos, prev, rows), hard
 
     before = queued[-1] if queued else seeds[0]
     for position in range(rules.length):
@@ -182,26 +247,13 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
         taken[nearest[chosen]] += 1
     refs = [int(seeds[nearest[i]]) for i in walk.picks]
     entries = explain_picks(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
-                       [f"seed {label(cat.tracks[r])}" for r in refs], before)
-    return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds), shortfall(rules, entries))
+                            [f"seed {label(cat.tracks[r])}" for r in refs], before, walk.relaxed)
+    return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds),
+                    shortfall(rules, entries, walk.stopped_by), walk.stopped_by)
 
 
-def _squared_distances(weighted: FloatArray, ref: FloatArray) -> FloatArray:
-    diff = weighted - ref
-    return np.asarray(np.einsum("ij,ij->i", diff, diff), dtype=np.float64)
-
-
-def _near_tempo(tempo: FloatArray, refs: Sequence[float], tolerance_pct: float) -> npt.NDArray[np.bool_]:
-    ok = np.zeros(len(tempo), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        for ref in refs:
-            if math.isfinite(ref):
-                ok |= np.abs(tempo / ref - 1.0) <= tolerance_pct / 100.0
-    return ok
-
-
-def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray, shortlist: IntArray) -> Callable[
-        [int, int, IntArray], FloatArray]:
+def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray,
+                shortlist: IntArray) -> Callable[[int, int, IntArray], FloatArray]:
     """Return the per-position cost of each shortlisted track for the requested order."""
     top = np.sort(base[shortlist])[: rules.length]
     typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
@@ -211,16 +263,44 @@ def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray, shortlist: IntAr
         def flow(pos: int, prev: int, rows: IntArray) -> FloatArray:
             return base[rows] / typical + FLOW_WEIGHT * _transition(cat, prev, rows)
         return flow
-    start, end = _ramp_ends(cat, rules, shortlist[np.argsort(base[shortlist])[: rules.length]])
+    ramp = _ramp_rule(cat, rules, base, shortlist)
     log_tempo = np.log2(np.where(np.isfinite(cat.tempo_bpm), cat.tempo_bpm, 1.0))
     unknown = ~np.isfinite(cat.tempo_bpm)
 
-    def ramp(pos: int, prev: int, rows: IntArray) -> FloatArray:
-        share = pos / max(rules.length - 1, 1)
-        target = math.log2(start) + share * (math.log2(end) - math.log2(start))
+    def ramp_cost(pos: int, prev: int, rows: IntArray) -> FloatArray:
+        target = math.log2(ramp.target(pos))
         off = np.where(unknown[rows], 4.0, np.abs(log_tempo[rows] - target) / RAMP_UNIT)
         return base[rows] / typical + RAMP_WEIGHT * off
-    return ramp
+    return ramp_cost
+
+
+class _RampRule:
+    """A ramp's tempo at each position, log-spaced from its first number to its second; a track
+    lies within RAMP_SLACK_PCT (or --bpm-tolerance) of its position's tempo, so the ramp starts
+    near its first number and really ends near the second, or stops short and says so."""
+
+    def __init__(self, cat: Catalogue, start: float, end: float, length: int, slack_pct: float) -> None:
+        self.tempo = cat.tempo_bpm
+        self.start, self.end, self.length = start, end, length
+        self.limit = math.log2(1.0 + slack_pct / 100.0)
+        self.slack_pct = slack_pct
+
+    def target(self, position: int) -> float:
+        share = position / max(self.length - 1, 1)
+        return float(2.0 ** (math.log2(self.start) + share * (math.log2(self.end) - math.log2(self.start))))
+
+    def keeps(self, position: int, rows: IntArray) -> npt.NDArray[np.bool_]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(np.abs(np.log2(self.tempo[rows] / self.target(position))) <= self.limit + 1e-12)
+
+    def name(self, position: int) -> str:
+        return f"the ramp (a track within {self.slack_pct:g} % of {self.target(position):.0f} BPM)"
+
+
+def _ramp_rule(cat: Catalogue, rules: Rules, base: FloatArray, shortlist: IntArray) -> _RampRule:
+    start, end = _ramp_ends(cat, rules, shortlist[np.argsort(base[shortlist])[: rules.length]])
+    slack = max(RAMP_SLACK_PCT, rules.bpm_tolerance_pct or 0.0)
+    return _RampRule(cat, start, end, rules.length, slack)
 
 
 def _ramp_ends(cat: Catalogue, rules: Rules, closest: IntArray) -> tuple[float, float]:
@@ -241,7 +321,7 @@ def _transition(cat: Catalogue, prev: int, rows: IntArray) -> FloatArray:
         return np.zeros(len(rows))
     key = KEY_DISTANCE[cat.camelot[prev], cat.camelot[rows]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        tempo = np.abs(np.log2(cat.tempo_bpm[rows] / cat.tempo_bpm[prev])) / TEMPO_UNIT
+        tempo = np.abs(octave_steps(cat.tempo_bpm[prev], cat.tempo_bpm[rows])) / TEMPO_UNIT
     return np.asarray(np.where(np.isfinite(tempo), np.minimum(tempo, 6.0), 2.0) + key, dtype=np.float64)
 
 
@@ -271,20 +351,23 @@ def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlis
     inner = replace(rules, length=length)
     walk = _Walk(cat, inner, off2, np.flatnonzero(candidate_mask(cat, rules) & (along > 0) & (along < 1)))
     walk.place(start, -1)  # walk position p is playlist position p + 1
+    walk.anchor_played = True
     walk.reserve_end(end, length - 2)
     picks, last = [start], 0.0
     step = 1.0 / (length - 1)
     # Being one step early or late costs as much as lying a typical distance off the line.
     typical = float(np.median(off2[walk.shortlist])) if walk.shortlist.size else 1.0
     typical = typical if typical > 0 else 1.0
+    tolerance = None if rules.bpm_tolerance_pct is None else f"--bpm-tolerance {rules.bpm_tolerance_pct:g} %"
 
-    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-        ok = along[rows] > last
-        if rules.bpm_tolerance_pct is not None:
-            ok &= _near_tempo(cat.tempo_bpm[rows], [cat.tempo_bpm[prev]], rules.bpm_tolerance_pct)
+    def step_cost(pos: int, prev: int, rows: IntArray) -> tuple[FloatArray, dict[str, npt.NDArray[np.bool_]]]:
+        hard = {"the direction towards B": along[rows] > last}
+        if tolerance is not None and rules.bpm_tolerance_pct is not None:
+            hard[tolerance] = within_tolerance(cat.tempo_bpm[prev], cat.tempo_bpm[rows],
+                                               rules.bpm_tolerance_pct)
         if pos == length - 3:  # the last free track also steps into B
-            ok &= _steps_into(cat, rules, rows, end)
-        return off2[rows] / typical + ((along[rows] - (pos + 1) * step) / step) ** 2, ok
+            hard.update(_into(cat, rules, rows, end))
+        return off2[rows] / typical + ((along[rows] - (pos + 1) * step) / step) ** 2, hard
 
     for position in range(length - 2):
         chosen = walk.step(position, picks[-1], step_cost)
@@ -292,24 +375,40 @@ def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlis
             break
         picks.append(chosen)
         last = float(along[chosen])
-    while len(picks) > 1 and not _steps_into(cat, rules, np.array(picks[-1:]), end)[0]:
-        picks.pop()  # the walk stopped early on a track that cannot lead into B
-    picks.append(end)
+    kept = len(picks)
+    while kept > 0 and not _steps_into(cat, rules, np.array(picks[kept - 1:kept]), end)[0]:
+        kept -= 1  # the walk stopped early on a track that cannot lead into B
+    stopped_by = None
+    if kept:
+        picks = [*picks[:kept], end]
+    else:  # not even A steps into B: the path stops short rather than jump
+        broken = _into(cat, rules, np.array(picks[-1:]), end)
+        stopped_by = " and ".join(name for name, ok in broken.items() if not ok[0])
     shares = [float(np.clip(along[i], 0.0, 1.0)) for i in picks]
     a, b = cat.matrix.values[start], cat.matrix.values[end]
+    relaxed = {i + 1: why for i, why in walk.relaxed.items() if i + 1 < len(picks)}
     entries = explain_picks(cat, rules, picks, [a + s * (b - a) for s in shares],
-                       [f"path {100 * s:.0f} %" for s in shares], -1)
-    return Playlist("path", entries, (cat.tracks[start], cat.tracks[end]), shortfall(inner, entries))
+                            [f"path {100 * s:.0f} %" for s in shares], -1, relaxed)
+    return Playlist("path", entries, (cat.tracks[start], cat.tracks[end]),
+                    shortfall(inner, entries, stopped_by), stopped_by)
+
+
+def _into(cat: Catalogue, rules: Rules, rows: IntArray, end: int) -> dict[str, npt.NDArray[np.bool_]]:
+    """Return, per step rule, which rows may come right before a fixed track."""
+    hard: dict[str, npt.NDArray[np.bool_]] = {}
+    if rules.bpm_tolerance_pct is not None and math.isfinite(cat.tempo_bpm[end]):
+        hard[f"--bpm-tolerance {rules.bpm_tolerance_pct:g} % into B"] = within_tolerance(
+            cat.tempo_bpm[rows], np.full(len(rows), cat.tempo_bpm[end]), rules.bpm_tolerance_pct)
+    if rules.key_compatible and cat.camelot[end] < 24:
+        hard["--key-compatible into B"] = np.asarray(KEY_COMPATIBLE[cat.camelot[rows], cat.camelot[end]])
+    return hard
 
 
 def _steps_into(cat: Catalogue, rules: Rules, rows: IntArray, end: int) -> npt.NDArray[np.bool_]:
     """Return which rows may come right before a fixed track under the tempo and key rules."""
     ok = np.ones(len(rows), dtype=bool)
-    if rules.bpm_tolerance_pct is not None and math.isfinite(cat.tempo_bpm[end]):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ok &= np.abs(cat.tempo_bpm[end] / cat.tempo_bpm[rows] - 1.0) <= rules.bpm_tolerance_pct / 100.0
-    if rules.key_compatible and cat.camelot[end] < 24:
-        ok &= KEY_COMPATIBLE[cat.camelot[rows], cat.camelot[end]]
+    for allowed in _into(cat, rules, rows, end).values():
+        ok &= allowed
     return ok
 
 
@@ -327,11 +426,16 @@ def query_playlist(cat: Catalogue, query: str, rules: Rules) -> Playlist:
     narrowed = replace(rules, where=where, length=max(rules.length - 1, 1))
     matches = np.flatnonzero(candidate_mask(cat, narrowed))
     if not matches.size:
-        raise PlaylistError(f"no analysed track matches {query!r}")
+        raise NoMatch(f"no analysed track matches {query!r} (and the other rules)")
     weighted = cat.matrix.values[matches] * column_weights(cat.matrix.layout, rules.weights)
-    centre = int(matches[np.argmin(_squared_distances(weighted, weighted.mean(axis=0)))])
+    centre = int(matches[np.argmin(squared_distances(weighted, weighted.mean(axis=0)))])
     first = explain_picks(cat, rules, [centre], [cat.matrix.values[matches].mean(axis=0)],
-                     [f"centre of {query}"], -1)
-    rest = similar_playlist(cat, [centre], narrowed).entries if rules.length > 1 else ()
-    entries = first + rest
-    return Playlist("query", entries, (), shortfall(rules, entries))
+                          [f"centre of {query}"], -1)
+    rest = similar_playlist(cat, [centre], narrowed) if rules.length > 1 else None
+    entries = first + (rest.entries if rest else ())
+    stopped_by = rest.stopped_by if rest else None
+    return Playlist("query", entries, (), shortfall(rules, entries, stopped_by), stopped_by)
+
+
+class NoMatch(PlaylistError):
+    """A query that no analysed track matches: the command's "nothing satisfied the rules"."""

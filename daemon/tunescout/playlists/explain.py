@@ -17,6 +17,7 @@ from tunescout.models import FEATURE_GROUPS
 from tunescout.playlists.camelot import key_step
 from tunescout.playlists.catalogue import Catalogue, Track
 from tunescout.playlists.request import Rules
+from tunescout.playlists.steps import step_pct
 from tunescout.playlists.vectors import FloatArray, group_distances
 
 
@@ -28,9 +29,11 @@ class Explanation:
     distance: float  # weighted, in standardised units (σ)
     by_group: Mapping[str, float]  # unweighted RMS distance per feature group, in σ
     bpm: float | None
-    bpm_step_pct: float | None  # from the previous track (or the seed / start)
+    bpm_step_pct: float | None  # from the previous track (or the seed / start), octave-folded
     key: str | None
     key_step: str | None
+    bpm_octave: int = 0  # 1: the step lands on double time, -1: on half time (bpm_step_pct is from there)
+    relaxed: str | None = None  # "album spacing": the preference given up so that the list could fill
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Playlist:
     entries: tuple[Entry, ...]
     seeds: tuple[Track, ...]
     notes: tuple[str, ...] = ()  # e.g. "only 12 of 30 tracks satisfy the rules"
+    stopped_by: str | None = None  # the hard rule that ended the list early ("--key-compatible")
 
     @property
     def tracks(self) -> list[Track]:
@@ -53,10 +57,12 @@ class Playlist:
 
 
 def explain_picks(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequence[FloatArray],
-             labels: Sequence[str], before: int) -> tuple[Entry, ...]:
+                  labels: Sequence[str], before: int,
+                  relaxed: Mapping[int, str] | None = None) -> tuple[Entry, ...]:
     """Return the entries with their distance by group and their tempo/key step from the previous.
 
-    `refs` are the standardised (unweighted) vectors each pick is measured against.
+    `refs` are the standardised (unweighted) vectors each pick is measured against; `relaxed`
+    names, by position in `picks`, the spacing given up to place that pick.
     """
     entries = []
     previous = before
@@ -66,27 +72,41 @@ def explain_picks(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequ
         groups = dict(zip(FEATURE_GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
         total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
         prev_track = cat.tracks[previous] if previous >= 0 else None
+        step, octave = _bpm_step(prev_track, track)
         entries.append(Entry(track, Explanation(
             reference=labels[i], distance=total, by_group=groups, bpm=track.tempo_bpm,
-            bpm_step_pct=_bpm_step(prev_track, track), key=track.camelot,
+            bpm_step_pct=step, key=track.camelot,
             key_step=key_step(prev_track.camelot, track.camelot) if prev_track else None,
+            bpm_octave=octave, relaxed=(relaxed or {}).get(i),
         )))
         previous = index
     return tuple(entries)
 
 
-def _bpm_step(before: Track | None, after: Track) -> float | None:
-    if before is None or before.tempo_bpm is None or after.tempo_bpm is None or before.tempo_bpm <= 0:
-        return None
-    return 100.0 * (after.tempo_bpm / before.tempo_bpm - 1.0)
+def _bpm_step(before: Track | None, after: Track) -> tuple[float | None, int]:
+    """Return the tempo step from the track before, to the nearest octave (70 → 140 is 0 %)."""
+    if before is None or before.tempo_bpm is None or after.tempo_bpm is None:
+        return None, 0
+    if before.tempo_bpm <= 0 or after.tempo_bpm <= 0:
+        return None, 0
+    return step_pct(before.tempo_bpm, after.tempo_bpm)
 
 
 def label(track: Track) -> str:
     return f"{track.artist} - {track.title}" if track.artist else track.title
 
 
-def shortfall(rules: Rules, entries: Sequence[Entry]) -> tuple[str, ...]:
-    if len(entries) >= rules.length:
-        return ()
-    return (f"only {len(entries)} of {rules.length} tracks satisfy the rules; loosen a filter "
-            "or the spacing",)
+def shortfall(rules: Rules, entries: Sequence[Entry], stopped_by: str | None = None) -> tuple[str, ...]:
+    """Return the notes of a playlist: what was relaxed, and why it is shorter than asked."""
+    notes = []
+    relaxed = [e.why.relaxed for e in entries if e.why.relaxed]
+    if relaxed:
+        kinds = " and ".join(sorted({k for r in relaxed for k in r.split(" and ")}))
+        notes.append(f"{kinds} relaxed for {len(relaxed)} of {len(entries)} tracks: no other track "
+                     "fitted the rules (--artist-spacing / --album-spacing)")
+    if stopped_by is not None:
+        notes.append(f"stopped after {len(entries)} of {rules.length} tracks: no further track keeps "
+                     f"{stopped_by}")
+    elif len(entries) < rules.length:
+        notes.append(f"only {len(entries)} of {rules.length} tracks satisfy the rules; loosen a filter")
+    return tuple(notes)

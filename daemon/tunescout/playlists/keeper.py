@@ -30,7 +30,8 @@ class PlaylistSource(Protocol):
 
 def tracks_from_rows(rows: Iterable[TrackRow]) -> list[Track]:
     """Return Tracks from `StoreReader.playlist_tracks()` rows."""
-    return [Track(r.path, r.digest, r.duration_s, r.tags, r.features) for r in rows]
+    return [Track(r.path, r.digest, r.duration_s, r.tags, r.features, r.size_bytes, r.decode_warning)
+            for r in rows]
 
 
 def build_from_spec(cat: Catalogue, spec: PlaylistSpec, exclude: frozenset[str] = frozenset()) -> Playlist:
@@ -70,6 +71,9 @@ def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now:
             log.warning("playlist %s not rebuilt: %s", spec.name, exc,
                         extra={"PLAYLIST": spec.name, "EVENT": "playlist_failed"})
             continue
+        if playlist.stopped_by is not None:
+            log.warning("playlist %s stopped short: %s", spec.name, "; ".join(playlist.notes),
+                        extra={"PLAYLIST": spec.name, "EVENT": "playlist_short"})
         log.info("wrote playlist %s (%d tracks)", spec.output, len(playlist.entries),
                  extra={"PLAYLIST": spec.name, "PLAYLIST_PATH": str(spec.output),
                         "TRACKS": len(playlist.entries), "EVENT": "playlist_written"})

@@ -44,11 +44,15 @@ def explain_text(entry: Entry) -> str:
     parts = [f"{why.reference}: distance {why.distance:.2f} ({groups})"]
     if why.bpm is not None:
         step = f" ({why.bpm_step_pct:+.1f} %)" if why.bpm_step_pct is not None else ""
+        if why.bpm_step_pct is not None and why.bpm_octave:
+            step = f" ({why.bpm_step_pct:+.1f} % from {'double' if why.bpm_octave > 0 else 'half'} time)"
         parts.append(f"{why.bpm:.1f} BPM{step}")
     if why.key_step:
         parts.append(f"key {why.key_step}")
     elif why.key:
         parts.append(f"key {why.key}")
+    if why.relaxed:
+        parts.append(f"{why.relaxed} relaxed: nothing else fitted")
     return "; ".join(parts)
 
 
@@ -85,14 +89,15 @@ def playlist_data(playlist: Playlist, name: str, *, relative_to: Path | None = N
             item["why"] = {
                 "reference": why.reference, "distance": _finite(why.distance),
                 "by_group": {g: _finite(d) for g, d in why.by_group.items()},
-                "bpm_step_pct": why.bpm_step_pct, "key_step": why.key_step,
+                "bpm_step_pct": why.bpm_step_pct, "bpm_octave": why.bpm_octave,
+                "key_step": why.key_step, "relaxed": why.relaxed,
                 "text": explain_text(entry),
             }
         tracks.append(item)
     return {
         "name": name, "mode": playlist.mode,
         "seeds": [{**path_json(s.path), "artist": s.artist, "title": s.title} for s in playlist.seeds],
-        "notes": list(playlist.notes), "tracks": tracks,
+        "notes": list(playlist.notes), "stopped_by": playlist.stopped_by, "tracks": tracks,
     }
 
 

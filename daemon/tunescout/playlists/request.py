@@ -1,18 +1,17 @@
 """What a playlist request says, numpy-free so that `config` can import it typed.
 
 The rules (`Rules`), a configured playlist (`PlaylistSpec`), and parsing what people write:
-ranges ("100-130", "2:30-6:00"), weights ("timbre=1,tonal=0.5"), tag expressions
-(`genre=rock and (artist~bowie or not date<1970)`) and the `[[playlists]]` config tables. The
-tag expressions live here, not beside the engine, so that a typo in a configured playlist is
-reported when the config is read, not at the first rebuild. Imports leaves only.
+ranges ("100-130", "2:30-6:00"), weights ("timbre=1,tonal=0.5") and the `[[playlists]]` config
+tables, whose tag expressions (tagexpr.py, a leaf) are checked here, so that a typo in a
+configured playlist is reported when the config is read, not at the first rebuild. Imports
+leaves only.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -20,12 +19,17 @@ from typing import Any, Literal
 from tunescout.convert import Converter, choice, did_you_mean, flag, int_in, number, resolve_path, text
 from tunescout.errors import PlaylistError
 from tunescout.models import FEATURE_GROUPS
+from tunescout.tagexpr import parse_where
 
 Order = Literal["flow", "ramp", "similarity"]
 ORDERS: tuple[Order, ...] = ("flow", "ramp", "similarity")
 FORMATS = ("m3u8", "json", "mpd")  # mpd: .m3u, paths relative to MPD's music_directory
 HISTORY_KEEP = 100  # playlists remembered for "not in the last K playlists"
 DEFAULT_WEIGHTS: Mapping[str, float] = {"timbre": 1.0, "rhythm": 1.0, "tonal": 0.5, "loudness": 0.5}
+PREFERENCES = ("lossless", "bitrate", "path")
+"""Which copy of a recording a playlist uses, decided in this order: a lossless file first, then
+the higher bitrate, then the smaller path. Any order of any of them (`prefer`, `--prefer`)."""
+MIN_DURATION_S = 30.0  # jingles, stings and broken stubs are not playlist material
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Rules:
     album_spacing: int = 5
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     exclude_digests: frozenset[str] = frozenset()  # e.g. everything in the last K playlists
+    min_duration_s: float = MIN_DURATION_S  # shorter candidates are left out (seeds may be short)
+    include_suspect: bool = False  # files the analysis decoded only in part are left out
+    prefer: tuple[str, ...] = PREFERENCES
 
     def check(self) -> None:
         """Raise PlaylistError for a request that makes no sense."""
@@ -62,6 +69,31 @@ class Rules:
             raise PlaylistError("spacing cannot be negative")
         if self.bpm_tolerance_pct is not None and self.bpm_tolerance_pct < 0:
             raise PlaylistError("--bpm-tolerance cannot be negative")
+        if self.min_duration_s < 0 or not math.isfinite(self.min_duration_s):
+            raise PlaylistError("--min-duration must be zero or more seconds")
+        problem = check_preference(self.prefer)
+        if problem:
+            raise PlaylistError(f"--prefer: {problem}")
+
+
+def check_preference(prefer: tuple[str, ...] | list[str]) -> str | None:
+    """Return what is wrong with a copy preference such as ("lossless", "bitrate", "path"), or None."""
+    for criterion in prefer:
+        if criterion not in PREFERENCES:
+            return f"unknown preference {criterion!r}{did_you_mean(criterion, PREFERENCES)}; " \
+                   f"use some of {', '.join(PREFERENCES)}"
+    if len(set(prefer)) != len(prefer):
+        return "a preference is named twice"
+    return None
+
+
+def parse_preference(text: str) -> tuple[str, ...]:
+    """Return the copy preference of "lossless,bitrate,path"; raise PlaylistError when wrong."""
+    prefer = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    problem = check_preference(prefer)
+    if problem:
+        raise PlaylistError(f"--prefer: {problem}")
+    return prefer
 
 
 @dataclass(frozen=True)
@@ -122,161 +154,20 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-# --- tag text: what counts as the same artist or album -------------------------------------------
-
-
-def normalise_text(text: str) -> str:
-    """Return text folded for comparison: NFKC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def tag_texts(tags: Mapping[str, Any], key: str) -> list[str]:
-    """Return a tag's values as strings (tags hold str, list[str] or int)."""
-    value = tags.get(key)
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    return [str(item) for item in items if str(item).strip()]
-
-
-# --- the tag expression: genre=rock and (artist~bowie or not date<1970) ------------------------
-
-TagFilter = Callable[[Mapping[str, Any]], bool]
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<paren>[()])|(?P<op>!=|!~|<=|>=|=|~|<|>)|"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'"""
-    r"""|(?P<word>[^\s()=~<>!"']+))"""
-)
-_NUMBER = re.compile(r"\s*(-?\d+(?:\.\d+)?)")
-
-
-def parse_where(text: str) -> TagFilter:
-    """Compile a tag expression; raise PlaylistError naming the place it went wrong.
-
-    Grammar: `or` of `and` of [`not`] comparisons `key OP value` or parenthesised expressions.
-    OP: `=` equal, `!=` not equal, `~` contains, `!~` does not contain (all case-insensitive),
-    `<` `<=` `>` `>=` compare the leading number (a year in `date`). A list tag matches when any
-    of its values does; a missing tag matches only `!=` and `!~`.
-    """
-    tokens = _tokenise(text)
-    parser = _Parser(text, tokens)
-    result = parser.expression()
-    if parser.position < len(tokens):
-        raise PlaylistError(f"--where {text!r}: unexpected {tokens[parser.position][1]!r}")
-    return result
-
-
-def _tokenise(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        if not text[position:].strip():
-            break
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise PlaylistError(f"--where {text!r}: cannot read {text[position:].strip()!r}")
-        kind = match.lastgroup or "word"
-        value = match.group(kind)
-        if kind in ("dq", "sq"):
-            kind = "text"
-        elif kind == "word" and value.lower() in ("and", "or", "not"):
-            kind = value.lower()
-        tokens.append((kind, value))
-        position = match.end()
-    return tokens
-
-
-class _Parser:
-    """Recursive descent over the tokens; each method returns a compiled TagFilter."""
-
-    def __init__(self, text: str, tokens: list[tuple[str, str]]) -> None:
-        self.text = text
-        self.tokens = tokens
-        self.position = 0
-
-    def _peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.position] if self.position < len(self.tokens) else None
-
-    def _take(self, *kinds: str) -> tuple[str, str]:
-        token = self._peek()
-        if token is None or token[0] not in kinds:
-            found = repr(token[1]) if token else "the end"
-            raise PlaylistError(f"--where {self.text!r}: expected {' or '.join(kinds)}, found {found}")
-        self.position += 1
-        return token
-
-    def expression(self) -> TagFilter:
-        parts = [self._conjunction()]
-        while (token := self._peek()) is not None and token[0] == "or":
-            self.position += 1
-            parts.append(self._conjunction())
-        return parts[0] if len(parts) == 1 else (lambda tags: any(p(tags) for p in parts))
-
-    def _conjunction(self) -> TagFilter:
-        parts = [self._negation()]
-        while (token := self._peek()) is not None and token[0] == "and":
-            self.position += 1
-            parts.append(self._negation())
-        return parts[0] if len(parts) == 1 else (lambda tags: all(p(tags) for p in parts))
-
-    def _negation(self) -> TagFilter:
-        token = self._peek()
-        if token is not None and token[0] == "not":
-            self.position += 1
-            inner = self._negation()
-            return lambda tags: not inner(tags)
-        if token is not None and token == ("paren", "("):
-            self.position += 1
-            inner = self.expression()
-            if self._take("paren")[1] != ")":
-                raise PlaylistError(f"--where {self.text!r}: expected ')'")
-            return inner
-        key = self._take("word", "text")[1]
-        op = self._take("op")[1]
-        value = self._take("word", "text")[1]
-        return _comparison(self.text, normalise_text(key), op, value)
-
-
-def _comparison(text: str, key: str, op: str, value: str) -> TagFilter:
-    """Return the filter for one `key OP value`."""
-    key = "date" if key == "year" else key
-    wanted = normalise_text(value)
-    if op in ("<", "<=", ">", ">="):
-        match = _NUMBER.match(value)
-        if match is None:
-            raise PlaylistError(f"--where {text!r}: {key}{op}{value} needs a number after {op!r}")
-        limit = float(match.group(1))
-        compare: Callable[[float], bool] = {
-            "<": lambda x: x < limit, "<=": lambda x: x <= limit,
-            ">": lambda x: x > limit, ">=": lambda x: x >= limit,
-        }[op]
-
-        def numeric(tags: Mapping[str, Any]) -> bool:
-            numbers = (_NUMBER.match(v) for v in tag_texts(tags, key))
-            return any(compare(float(m.group(1))) for m in numbers if m)
-
-        return numeric
-    test: Callable[[str], bool] = (lambda v: v == wanted) if op in ("=", "!=") else (lambda v: wanted in v)
-    negate = op.startswith("!")
-
-    def textual(tags: Mapping[str, Any]) -> bool:
-        hit = any(test(normalise_text(v)) for v in tag_texts(tags, key))
-        return hit != negate
-
-    return textual
-
-
 # --- the [[playlists]] config tables -------------------------------------------------------------
 
 _SPEC_KEYS = (
     "name", "output", "seeds", "query", "from", "to", "length", "order", "bpm", "bpm_tolerance",
     "key_compatible", "duration", "loudness", "where", "artist_spacing", "album_spacing", "weights",
-    "format", "relative", "exclude_recent", "music_directory",
+    "format", "relative", "exclude_recent", "music_directory", "min_duration", "include_suspect",
+    "prefer",
 )
 _RULE_KEYS = {
     "length": "length", "order": "order", "bpm": "bpm_range", "bpm_tolerance": "bpm_tolerance_pct",
     "key_compatible": "key_compatible", "duration": "duration_range_s",
     "loudness": "loudness_range_lufs", "where": "where", "artist_spacing": "artist_spacing",
-    "album_spacing": "album_spacing", "weights": "weights",
+    "album_spacing": "album_spacing", "weights": "weights", "min_duration": "min_duration_s",
+    "include_suspect": "include_suspect", "prefer": "prefer",
 }
 
 
@@ -373,6 +264,7 @@ def _converters(base_dir: Path | None) -> dict[str, Converter]:
         "loudness": _range("loudness"), "where": _expression, "artist_spacing": int_in(0, 100),
         "album_spacing": int_in(0, 100), "weights": _weights, "format": choice(*FORMATS),
         "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP), "music_directory": path,
+        "min_duration": _seconds, "include_suspect": flag, "prefer": _preference,
     }
 
 
@@ -385,6 +277,21 @@ def _range(what: str, clock: bool = False) -> Converter:
             return parse_range(value, what, clock=clock)
         raise ValueError(f'expected "FROM-TO" or [FROM, TO], such as "{"2:00-7:00" if clock else "100-130"}"')
     return convert
+
+
+def _seconds(value: Any) -> float:
+    return _clock(value.strip()) if isinstance(value, str) else number(value)
+
+
+def _preference(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError('expected a list such as ["lossless", "bitrate", "path"]')
+    prefer = tuple(v.strip().lower() for v in items if v.strip())
+    problem = check_preference(prefer)
+    if problem:
+        raise ValueError(problem)
+    return prefer
 
 
 def _weights(value: Any) -> dict[str, float]:

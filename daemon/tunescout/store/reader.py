@@ -109,6 +109,8 @@ class TrackRow:
     tags: dict[str, Any]
     features: dict[str, dict[str, Any]]  # by group: the stored values
     id: int = 0  # the files row's id: kept when the file moves or is analysed again
+    size_bytes: int | None = None  # the file's size: with the duration, its bitrate
+    decode_warning: str | None = None  # decoded only in part: a suspect file
 
 
 class DaemonState(TypedDict, total=False):
@@ -230,18 +232,20 @@ class StoreReader:
         return int(row[0]), float(row[1]), int(row[2])
 
     def playlist_tracks(self) -> list[TrackRow]:
-        """Return every analysed file (path, digest, duration_s, tags, features by group), by path."""
+        """Return every analysed file (path, digest, duration_s, tags, features by group, size,
+        decode warning), by path."""
         rows = self._conn.execute(
-            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals, f.id FROM files f "
+            "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals, f.id, f.size, "
+            "f.decode_warning FROM files f "
             "LEFT JOIN features g ON g.digest = f.digest "
             "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
         )
         tracks: list[TrackRow] = []
         last: bytes | None = None  # the rows of one file are adjacent: one per feature group
-        for raw, digest, duration_s, tags, grp, vals, ident in rows:
+        for raw, digest, duration_s, tags, grp, vals, ident, size, warning in rows:
             if raw != last:
                 tracks.append(TrackRow(path_of(raw), digest, duration_s,
-                                       json.loads(tags) if tags else {}, {}, ident))
+                                       json.loads(tags) if tags else {}, {}, ident, size, warning))
                 last = raw
             if grp is not None:
                 tracks[-1].features[grp] = json.loads(vals)

@@ -20,7 +20,8 @@ from tunescout.errors import ApiError, PlaylistError
 from tunescout.playlists.catalogue import Track
 from tunescout.playlists.engine import path_playlist, similar_playlist
 from tunescout.playlists.explain import Entry
-from tunescout.playlists.request import Rules, normalise_text
+from tunescout.playlists.request import Rules
+from tunescout.tagexpr import normalise_text
 from tunescout.webapi.index import TrackIndex
 
 MAX_TRACKS = 500  # per answer: bounds the work and the response size of one request

@@ -19,9 +19,10 @@ import numpy as np
 
 from tunescout.errors import StoreError
 from tunescout.playlists.catalogue import Catalogue, Track
-from tunescout.playlists.request import DEFAULT_WEIGHTS, normalise_text, tag_texts
+from tunescout.playlists.request import DEFAULT_WEIGHTS
 from tunescout.playlists.vectors import FloatArray, column_weights
 from tunescout.store.reader import StoreReader, TrackRow
+from tunescout.tagexpr import normalise_text, tag_texts
 
 log = logging.getLogger(__name__)
 
