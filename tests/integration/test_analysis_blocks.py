@@ -24,6 +24,7 @@ from tunescout.analysis.features import (
 )
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.tempo import autocorrelation
+from tunescout.workers.zygote_client import child_env
 
 RATE = 22050
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -131,7 +132,14 @@ LONG_CHILD = textwrap.dedent(
     import json, resource, sys
     from pathlib import Path
     from tunescout.analysis import analyse_file, warm_up
+    def memory():
+        with open("/proc/self/status") as fh:
+            return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in fh)
+                    if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
     warm_up()
+    warm = memory()
+    with open("/proc/self/clear_refs", "w") as fh:  # "5": VmHWM starts again from VmRSS
+        fh.write("5")
     result = analyse_file(Path(sys.argv[1]))
     groups = {group.name: group.values for group in result.features}
     print(json.dumps({
@@ -140,6 +148,7 @@ LONG_CHILD = textwrap.dedent(
         "key": [groups["tonal"]["key"], groups["tonal"]["mode"]],
         "lufs": groups["loudness"]["integrated_lufs"],
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "after_warm_up": warm, "at_end": memory(), "analysis_peak_kb": memory()["VmHWM"],
     }))
     """
 )
@@ -147,11 +156,17 @@ LONG_CHILD = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_hour_file_in_bounded_memory(tmp_path: Path) -> None:
-    """A two-hour MP3 in a fresh process (as a child would, after warm_up): under 400 MB.
+    """A two-hour MP3 analysed in a warmed process (as a child is, forked from the warm zygote):
+    the peak RSS while it analyses stays under 400 MB.
 
-    With a warm numba cache, as the daemon runs (the unit's CacheDirectory): a cold cache adds
-    the JIT compiler's ~150 MB to the peak of whichever process compiles, which on a fresh
-    machine (CI) would be this one. A first process fills the cache, the measured one uses it.
+    Measured as a child runs: the children's environment (one maths thread, MALLOC_ARENA_MAX=2),
+    a numba cache filled first by another process that analysed a short file of the same format
+    (warm_up alone leaves the decode paths out), and the peak counted from the end of warm_up
+    (/proc/self/clear_refs), the moment a child starts from. The warm-up's own peak belongs to
+    the zygote: with a cold cache the JIT compiler adds ~110–150 MB to it, which is what moved
+    this test's figure by up to 200 MB on fresh machines (480 MB once in a fresh clone's suite;
+    310–340 MB with a warm cache). The report carries RssAnon/RssFile at both ends for the next
+    reader of a failure.
     """
     sys.path.insert(0, str(BENCH))
     try:
@@ -160,16 +175,16 @@ def test_two_hour_file_in_bounded_memory(tmp_path: Path) -> None:
         sys.path.remove(str(BENCH))
     recipe = RECIPES[0]
     path = write_long_mp3(tmp_path / "mix.mp3", recipe, 7200.0)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    subprocess.run([sys.executable, "-c", "from tunescout.analysis import warm_up; warm_up()"],
-                   env=env, timeout=300, check=True)
+    env = child_env({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+    short = write_long_mp3(tmp_path / "short.mp3", recipe, 30.0)
+    subprocess.run([sys.executable, "-c", LONG_CHILD, str(short)], env=env, timeout=600, check=True,
+                   capture_output=True)
     run = subprocess.run(
         [sys.executable, "-c", LONG_CHILD, str(path)],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
+        capture_output=True, text=True, env=env, timeout=900, check=True,
     )
     report = json.loads(run.stdout)
     assert report["duration_s"] == pytest.approx(7200.0, rel=0.01)
-    assert report["maxrss_kb"] < 400 * 1024
+    assert report["analysis_peak_kb"] < 400 * 1024, report
     assert report["tempo_bpm"] == pytest.approx(recipe.bpm, rel=0.01)
     assert report["key"] == [recipe.key, recipe.mode]
