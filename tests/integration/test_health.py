@@ -226,9 +226,10 @@ def test_zygote_and_children_cannot_notify(notify: NotifySocket, start_daemon: S
     daemon.stop()
 
 
-def test_watchdog_goes_silent_while_the_main_loop_waits_on_a_locked_database(
+def test_watchdog_keeps_pinging_while_another_process_holds_the_database(
         notify: NotifySocket, start_daemon: StartDaemon) -> None:
-    """Another writer holds the database: the main loop blocks in its next write, pings stop."""
+    """Another writer holds the database (issue 13: it used to silence the watchdog, and systemd
+    restarted the daemon into StartLimitBurst): the loop waits alive, says who holds the lock."""
     daemon = start_daemon(notify)
     wait_ready(notify, daemon)
     notify.expect(has("WATCHDOG"), timeout_s=10.0, why="WATCHDOG=1 before the lock")
@@ -237,9 +238,10 @@ def test_watchdog_goes_silent_while_the_main_loop_waits_on_a_locked_database(
         other.execute("BEGIN IMMEDIATE")  # what an admin's sqlite3 shell in a transaction holds
         # a file moved in is a rename in the database, or queued once settled: a write, which waits
         daemon.drop("song.mp3")
-        notify.collect(2.0)  # the loop reaches that write within the settle time (0.3 s)
-        stuck = notify.collect(6.0)  # six pings if the loop were healthy
-        assert pings(stuck) == [], "no WATCHDOG=1 while the main loop is stuck"
+        note = notify.expect(lambda n: "database locked by" in n.fields.get("STATUS", ""), 30.0,
+                             "a STATUS naming the lock's holder")
+        assert f"database locked by pid {os.getpid()}" in note.fields["STATUS"]
+        assert len(pings(notify.collect(6.0))) >= 2, "WATCHDOG=1 goes on while the lock is held"
         assert daemon.proc.poll() is None
     finally:
         other.execute("COMMIT")
