@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 # every recording stored at an older version, and recompute only that group for it.
 FEATURE_VERSIONS: dict[str, int] = {
     "timbre": 1,
-    "rhythm": 1,
+    "rhythm": 2,
     "tonal": 1,
     "loudness": 1,
 }

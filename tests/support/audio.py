@@ -109,6 +109,9 @@ def make_signal(
         signal = _drums(n, sample_rate, bpm)
     elif kind == "chords":
         signal = _chords(n, sample_rate, key, mode)
+    elif kind == "song":  # a rock beat over a chord progression: tempo and key at once
+        drums, chords = _drums(n, sample_rate, bpm), _chords(n, sample_rate, key, mode)
+        signal = drums / np.max(np.abs(drums)) + 0.7 * chords / np.max(np.abs(chords))
     elif kind == "noise":
         signal = _pink_noise(n)
     elif kind == "silence":

@@ -274,16 +274,17 @@ def compute_features(signal: Signal, rate_hz: int, *, block_samples: int = 1 << 
 
 
 def rhythm_values(envelope: FloatArray, rate_hz: int, duration_s: float) -> dict[str, object]:
-    """Return tempo, beat strength and onset rate from the mel onset envelope."""
+    """Return tempo, its confidence, beat strength and onset rate from the mel onset envelope."""
     onsets = (
         librosa.onset.onset_detect(onset_envelope=envelope, sr=rate_hz, hop_length=HOP)
         if envelope.size and np.ptp(envelope) > 0
         else np.zeros(0)
     )
-    tempo_bpm, strength = estimate_tempo(envelope, rate_hz / HOP)
+    tempo = estimate_tempo(envelope, rate_hz / HOP)
     return {
-        "tempo_bpm": _number(tempo_bpm),
-        "beat_strength": _number(strength),
+        "tempo_bpm": _number(tempo.bpm),
+        "tempo_confidence": _number(tempo.confidence if tempo.bpm is not None else None),
+        "beat_strength": _number(tempo.strength),
         "onset_rate_hz": _number(len(onsets) / duration_s if duration_s > 0 else None),
     }
 
