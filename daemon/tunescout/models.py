@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 FEATURE_VERSIONS: dict[str, int] = {
     "timbre": 1,
     "rhythm": 2,
-    "tonal": 1,
+    "tonal": 2,
     "loudness": 1,
 }
 # The feature groups, the one list of their names: playlists lay out their vector columns, weigh
