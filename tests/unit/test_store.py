@@ -52,7 +52,7 @@ def test_result_and_dequeue_are_one_transaction(store: StoreWriter) -> None:
     assert detail.state == "analysed"
     assert detail.tags == {"title": "T", "artist": ["A", "B"]}
     assert set(detail.features) == set(FEATURE_VERSIONS)
-    assert detail.features["rhythm"] == {"version": 1, "x": 1.5}
+    assert detail.features["rhythm"] == {"version": FEATURE_VERSIONS["rhythm"], "x": 1.5}
     assert asdict(store.counts()) == {"files": 1, "analysed": 1, "failed": 0, "quarantined": 0, "queued": 0,
                                      "suspect": {}}
 
@@ -195,7 +195,7 @@ def test_a_version_2_database_keeps_its_orphans_and_the_rest(tmp_path: Path) -> 
                  "VALUES (x'2f612e6d7033', 1, 2, 3, 4, 'analysed', 'kept', 0)")
     for digest in ("kept", "gone"):
         conn.execute("INSERT INTO features (digest, grp, version, vals, computed_at) "
-                     "VALUES (?, 'rhythm', 1, '{}', 0)", (digest,))
+                     "VALUES (?, 'rhythm', ?, '{}', 0)", (digest, FEATURE_VERSIONS["rhythm"]))
     conn.commit()
     conn.close()
     store = StoreWriter.open(path)
