@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 # every recording stored at an older version, and recompute only that group for it.
 FEATURE_VERSIONS: dict[str, int] = {
     "timbre": 1,
-    "rhythm": 1,
-    "tonal": 1,
+    "rhythm": 2,
+    "tonal": 2,
     "loudness": 1,
 }
 # The feature groups, the one list of their names: playlists lay out their vector columns, weigh
@@ -55,6 +55,16 @@ class FailureKind(StrEnum):
     INTERNAL = "internal"  # a bug in tunescout: the reason carries the exception
 
 
+class DecodeWarning(StrEnum):
+    """Why a file that decoded is still suspect: `status` counts them, playlists leave them out.
+
+    A StrEnum stored as its plain value in files.warning_kind; the details stay in decode_warning.
+    """
+
+    TRUNCATED = "truncated"  # ends mid-frame or mid-page, or decodes well short of its header
+    CORRUPT = "corrupt"  # packets the decoder rejected were skipped
+
+
 class FileIdentity(NamedTuple):
     """What a stat says about a file; unchanged identity means nothing to do.
 
@@ -90,6 +100,7 @@ class TrackAnalysis:
     cover: dict[str, Any] | None = None  # {"mime", "width", "height", "bytes"}; never the data
     tags_error: str | None = None  # tags unreadable; the audio was still analysed
     decode_warning: str | None = None  # decoded only in part (truncated, corrupt packets skipped)
+    warning_kind: DecodeWarning | None = None  # what decode_warning amounts to; None when clean
     features: tuple[FeatureGroup, ...] = field(default_factory=tuple)
     features_reused: bool = False  # same digest as a recording analysed before: features kept
     features_kept: tuple[str, ...] = ()  # groups stored at current versions, not recomputed

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tunescout.errors import ProtocolError
-from tunescout.models import FailureKind, FeatureGroup, TrackAnalysis
+from tunescout.models import DecodeWarning, FailureKind, FeatureGroup, TrackAnalysis
 
 VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024  # a result line longer than this is garbage, not a result
@@ -60,6 +60,7 @@ def analysis_from_dict(data: dict[str, Any]) -> TrackAnalysis:
             cover=dict(data["cover"]) if data.get("cover") is not None else None,
             tags_error=str(data["tags_error"]) if data.get("tags_error") else None,
             decode_warning=str(data["decode_warning"]) if data.get("decode_warning") else None,
+            warning_kind=DecodeWarning(data["warning_kind"]) if data.get("warning_kind") else None,
             features_reused=bool(data.get("features_reused", False)),
             features_kept=tuple(str(g) for g in data.get("features_kept", ())),
             features=groups,

@@ -143,4 +143,5 @@ def test_many_files_each_recorded_once(tmp_path: Path, workers: int) -> None:
     paths = _files(tmp_path, *(f"t{i:02d}.flac" for i in range(23)))
     analysed, failed, missed, store = _scan(tmp_path, paths, max_workers=workers)
     assert (analysed, failed, missed) == (23, 0, [])
-    assert asdict(store.counts()) == {"files": 23, "analysed": 23, "failed": 0, "quarantined": 0, "queued": 0}
+    assert asdict(store.counts()) == {"files": 23, "analysed": 23, "failed": 0, "quarantined": 0, "queued": 0,
+                                     "suspect": {}}

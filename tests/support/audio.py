@@ -109,6 +109,9 @@ def make_signal(
         signal = _drums(n, sample_rate, bpm)
     elif kind == "chords":
         signal = _chords(n, sample_rate, key, mode)
+    elif kind == "song":  # a rock beat over a chord progression: tempo and key at once
+        drums, chords = _drums(n, sample_rate, bpm), _chords(n, sample_rate, key, mode)
+        signal = drums / np.max(np.abs(drums)) + 0.7 * chords / np.max(np.abs(chords))
     elif kind == "noise":
         signal = _pink_noise(n)
     elif kind == "silence":
@@ -354,3 +357,15 @@ def write_truncated(src: Path, dst: Path, fraction: float) -> Path:
     data = Path(src).read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
+
+
+def write_damaged(src: Path, dst: Path, spots: int = 3, nbytes: int = 400) -> Path:
+    """Copy `src` to `dst` with `spots` runs of seeded random bytes written over its middle:
+    frames damaged on a disk or in a transfer, the file's length and header intact."""
+    data = bytearray(Path(src).read_bytes())
+    noise = np.random.default_rng(nbytes).integers(0, 256, spots * nbytes, np.uint8).tobytes()
+    for spot in range(spots):
+        start = len(data) * (spot + 1) // (spots + 2)
+        data[start : start + nbytes] = noise[spot * nbytes : (spot + 1) * nbytes]
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)

@@ -17,7 +17,7 @@ from tunescout.errors import AnalysisError
 from tunescout.models import FEATURE_VERSIONS, TrackAnalysis
 
 GROUP_KEYS = {
-    "rhythm": {"tempo_bpm", "beat_strength", "onset_rate_hz"},
+    "rhythm": {"tempo_bpm", "tempo_confidence", "beat_strength", "onset_rate_hz"},
     "tonal": {"key", "mode", "key_strength", "camelot", "chroma_mean"},
     "loudness": {"integrated_lufs", "loudness_range_lu", "peak_dbfs", "crest_db"},
     "timbre": {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from support.audio import write_garbage, write_tags, write_track, write_truncated
+from support.audio import write_damaged, write_garbage, write_tags, write_track, write_truncated
 from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, read_mono, to_mono
 from tunescout.errors import AnalysisError
 
@@ -210,6 +210,36 @@ def test_truncated_file_decodes_partially(tmp_path: Path, suffix: str) -> None:
     assert len(signal) / ANALYSIS_RATE_HZ == pytest.approx(3.0, abs=0.3)
     if suffix != ".mp3":  # the MP3 header has no length: its estimate shrinks with the file
         assert any(problem.startswith("partial decode") for problem in reader.problems)
+    assert reader.warning_kind == "truncated"  # an MP3 by its torn last frame
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".ogg"])
+@pytest.mark.parametrize("fraction", [0.37, 0.5, 0.81])
+def test_a_cut_without_a_length_header_is_truncated(tmp_path: Path, suffix: str,
+                                                    fraction: float) -> None:
+    """An Ogg stream's length is its last page's; such a cut shows only in the torn last frame
+    or page, wherever the cut falls."""
+    full = write_track(tmp_path / f"full{suffix}", seconds=8.0, kind="chords")
+    _, whole = decode(full)
+    assert (whole.problems, whole.warning_kind) == ([], None)
+    _, reader = decode(write_truncated(full, tmp_path / f"cut{suffix}", fraction))
+    assert reader.warning_kind == "truncated", reader.problems
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".mp3"])
+def test_damaged_frames_make_a_file_corrupt(tmp_path: Path, suffix: str) -> None:
+    """Bytes overwritten mid-file: the MP3 decoder rejects packets, the FLAC parser drops the
+    frames that fail their CRC silently and only the missing samples tell."""
+    full = write_track(tmp_path / f"full{suffix}", seconds=6.0, kind="chords")
+    signal, reader = decode(write_damaged(full, tmp_path / f"bad{suffix}"))
+    assert reader.warning_kind == "corrupt", reader.problems
+    assert 5.0 < len(signal) / ANALYSIS_RATE_HZ < 6.0
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_whole_files_have_no_warning(tmp_path: Path, suffix: str) -> None:
+    _, reader = decode(write_track(tmp_path / f"track{suffix}", seconds=5.0, kind="chords"))
+    assert (reader.problems, reader.warning_kind) == ([], None)
 
 
 @pytest.mark.parametrize("suffix", [".mp3", ".flac", ".ogg", ".m4a"])

@@ -52,8 +52,9 @@ def test_result_and_dequeue_are_one_transaction(store: StoreWriter) -> None:
     assert detail.state == "analysed"
     assert detail.tags == {"title": "T", "artist": ["A", "B"]}
     assert set(detail.features) == set(FEATURE_VERSIONS)
-    assert detail.features["rhythm"] == {"version": 1, "x": 1.5}
-    assert asdict(store.counts()) == {"files": 1, "analysed": 1, "failed": 0, "quarantined": 0, "queued": 0}
+    assert detail.features["rhythm"] == {"version": FEATURE_VERSIONS["rhythm"], "x": 1.5}
+    assert asdict(store.counts()) == {"files": 1, "analysed": 1, "failed": 0, "quarantined": 0, "queued": 0,
+                                     "suspect": {}}
 
 
 def test_failure_then_success_clears_it(store: StoreWriter) -> None:
@@ -194,7 +195,7 @@ def test_a_version_2_database_keeps_its_orphans_and_the_rest(tmp_path: Path) -> 
                  "VALUES (x'2f612e6d7033', 1, 2, 3, 4, 'analysed', 'kept', 0)")
     for digest in ("kept", "gone"):
         conn.execute("INSERT INTO features (digest, grp, version, vals, computed_at) "
-                     "VALUES (?, 'rhythm', 1, '{}', 0)", (digest,))
+                     "VALUES (?, 'rhythm', ?, '{}', 0)", (digest, FEATURE_VERSIONS["rhythm"]))
     conn.commit()
     conn.close()
     store = StoreWriter.open(path)
@@ -231,7 +232,7 @@ def test_file_detail_is_a_dataclass_with_the_show_json_shape(store: StoreWriter)
     assert detail is not None and detail.recorded and detail.failure is None
     assert list(detail.as_json()) == [
         "path", "state", "id", "size_bytes", "mtime_ns", "digest", "duration_s", "tags", "cover",
-        "tags_error", "analysed_at", "decode_warning", "features", "queued", "failure"]
+        "tags_error", "analysed_at", "decode_warning", "warning_kind", "features", "queued", "failure"]
     # known by its failure alone: no files row, so none of the row's keys
     only = store.file_detail(Path("/m/gone.mp3"))
     assert only == FileDetail(Path("/m/gone.mp3"), None, False,
@@ -286,3 +287,29 @@ def test_playlist_tracks_carry_the_decode_warning(store: StoreWriter) -> None:
     [track] = reader.playlist_tracks()
     reader.close()
     assert track.decode_warning == "decoded 6.0 s of 180.0 s" and track.size_bytes == IDENT.size
+
+
+def test_a_version_3_database_gets_its_warnings_classified(tmp_path: Path) -> None:
+    """Schema 4 adds files.warning_kind; the warnings already stored are classified by their text."""
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path)
+    from tunescout.store.schema import _MIGRATIONS
+
+    conn.executescript(";".join(_MIGRATIONS[:3]) + "; PRAGMA user_version = 3;")
+    warnings = {b"/cut.mp3": "partial decode: 3.0 s of 6.0 s expected",
+                b"/bad.flac": "skipped 4 corrupt packet(s)",
+                b"/both.flac": "skipped 1 corrupt packet(s); partial decode: 2.9 s of 6.0 s expected",
+                b"/ok.ogg": None}
+    for n, (name, warning) in enumerate(warnings.items()):
+        conn.execute("INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, duration_s, "
+                     "decode_warning, first_seen) VALUES (?, 1, ?, 3, 4, 'analysed', ?, 6.0, ?, 0)",
+                     (name, n, f"d{n}", warning))
+    conn.commit()
+    conn.close()
+    StoreWriter.open(path).close()
+    reader = StoreReader.open(path)
+    assert reader.counts().suspect == {"corrupt": 1, "truncated": 2}
+    assert [(r.path.name, r.kind) for r in reader.warnings()] == [
+        ("bad.flac", "corrupt"), ("both.flac", "truncated"), ("cut.mp3", "truncated")]
+    assert {t.path.name: t.suspect for t in reader.playlist_tracks()} == {
+        "bad.flac": True, "both.flac": True, "cut.mp3": True, "ok.ogg": False}

@@ -17,7 +17,13 @@ from tunescout.analysis.features import FeatureAccumulator, compute_features
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.tags import TagReport, read_tags
 from tunescout.errors import AnalysisError
-from tunescout.models import FEATURE_VERSIONS, FailureKind, FeatureGroup, TrackAnalysis
+from tunescout.models import (
+    FEATURE_VERSIONS,
+    DecodeWarning,
+    FailureKind,
+    FeatureGroup,
+    TrackAnalysis,
+)
 
 __all__ = ["ANALYSIS_RATE_HZ", "analyse_file", "warm_up"]
 
@@ -49,10 +55,10 @@ def analyse_file(path: Path, *,
                                  cover=report.cover, tags_error=tags_error, features_reused=True,
                                  features_kept=tuple(sorted(kept)))
         stage = "decoding and computing features"
-        digest, duration_s, groups, problems = _decode_and_measure(path, ALL_GROUPS - kept)
+        digest, duration_s, groups, problems, kind = _decode_and_measure(path, ALL_GROUPS - kept)
         if known is not None and digest != known[0] and kept:  # not the audio hashed first
             kept = frozenset()
-            digest, duration_s, groups, problems = _decode_and_measure(path, ALL_GROUPS)
+            digest, duration_s, groups, problems, kind = _decode_and_measure(path, ALL_GROUPS)
     except MemoryError as exc:
         raise AnalysisError(FailureKind.MEMORY, f"out of memory while {stage}") from exc
     return TrackAnalysis(
@@ -62,6 +68,7 @@ def analyse_file(path: Path, *,
         cover=report.cover,
         tags_error=tags_error,
         decode_warning="; ".join(problems) or None,
+        warning_kind=kind,
         features=groups,
         features_kept=tuple(sorted(kept)),
     )
@@ -99,7 +106,7 @@ def _tags_or_error(path: Path) -> tuple[TagReport, str | None]:
 
 def _decode_and_measure(
     path: Path, groups: frozenset[str],
-) -> tuple[str, float, tuple[FeatureGroup, ...], list[str]]:
+) -> tuple[str, float, tuple[FeatureGroup, ...], list[str], DecodeWarning | None]:
     """Decode the file once, block by block, feeding loudness and the features as it goes.
 
     Nothing here grows with the file but the onset envelope (see `features`): a three-minute
@@ -124,10 +131,11 @@ def _decode_and_measure(
         for problem in reader.problems:
             log.warning(
                 "%s: %s", path, problem,
-                extra={"TRACK_PATH": str(path), "EVENT": "decode_problem"},
+                extra={"TRACK_PATH": str(path), "EVENT": "decode_problem",
+                       "WARNING_KIND": str(reader.warning_kind)},
             )
         computed = (*accumulator.finish(), *([_loudness_group(meter)] if loudness else []))
-        return reader.digest, reader.duration_s, computed, reader.problems
+        return reader.digest, reader.duration_s, computed, reader.problems, reader.warning_kind
 
 
 def _loudness_group(meter: LoudnessMeter) -> FeatureGroup:

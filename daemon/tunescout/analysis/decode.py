@@ -21,8 +21,9 @@ import av.error
 import numpy as np
 import numpy.typing as npt
 
+from tunescout.analysis.integrity import LastPacket, incomplete_end
 from tunescout.errors import AnalysisError
-from tunescout.models import FailureKind
+from tunescout.models import DecodeWarning, FailureKind
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ class AudioReader:
     rate (the way librosa mixes them) and only that one channel is resampled, a block at a time,
     which halves the resampling work for stereo and saves a conversion per packet.
 
-    Use as a context manager; iterate `blocks()` once, then read `digest`, `samples` and
-    `problems` (skipped packets, partial decode) for what happened on the way.
+    Use as a context manager; iterate `blocks()` once, then read `digest`, `samples`,
+    `problems` (skipped packets, partial decode) and `warning_kind` (what they amount to).
     """
 
     def __init__(
@@ -79,6 +80,8 @@ class AudioReader:
         self.block_samples = block_samples
         self.samples = 0
         self.problems: list[str] = []
+        self.warning_kind: DecodeWarning | None = None
+        self._last_packet: LastPacket | None = None
         self._hash = hashlib.blake2b(digest_size=DIGEST_BYTES)
         self._finished = False
         self._good_packets = 0
@@ -221,29 +224,34 @@ class AudioReader:
             self._good_packets += 1
             yield from decoded
         if bad_packets:
-            self.problems.append(f"skipped {bad_packets} corrupt packet(s)")
+            self._note(DecodeWarning.CORRUPT, f"skipped {bad_packets} corrupt packet(s)")
+
+    def _note(self, kind: DecodeWarning, problem: str) -> None:
+        """Record a problem and what it makes the file (truncated wins)."""
+        self.problems.append(problem)
+        if self.warning_kind is not DecodeWarning.TRUNCATED:
+            self.warning_kind = kind
 
     def _demuxed(self) -> Iterator[av.Packet[av.AudioStream]]:
         """Yield the stream's packets, hashing their bytes; a broken tail ends the stream early."""
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size:
-                    self._hash.update(memoryview(packet))
+                    self._hash.update(view := memoryview(packet))
+                    self._last_packet = LastPacket(packet.pos, packet.size, bytes(view[:4]))
                 yield packet
         except av.error.FFmpegError as exc:
             if self._good_packets == 0:
                 raise AnalysisError(FailureKind.DECODE, _reason(exc)) from exc
-            self.problems.append(f"demuxing stopped early: {_reason(exc)}")
+            self._note(DecodeWarning.TRUNCATED, f"demuxing stopped early: {_reason(exc)}")
 
     def _check_complete(self) -> None:
         """Fail on a file with no audio at all; note a decode that ended well short."""
         if self.samples == 0:
             raise AnalysisError(FailureKind.DECODE, "no audio decoded (empty or truncated stream)")
-        expected = self.info.expected_s
-        if expected and self.duration_s < 0.9 * expected:
-            self.problems.append(
-                f"partial decode: {self.duration_s:.1f} s of {expected:.1f} s expected"
-            )
+        if found := incomplete_end(self.path, self.info.container, self.info.codec,
+                                   self.info.expected_s, self.duration_s, self._last_packet):
+            self._note(*found)
 
 
 def packet_digest(path: Path) -> tuple[str, float | None]:

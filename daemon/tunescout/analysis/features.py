@@ -23,7 +23,7 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.signal
 
-from tunescout.analysis.key import estimate_key
+from tunescout.analysis.key import PitchClassProfile, estimate_key
 from tunescout.analysis.tempo import estimate_tempo
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup
 
@@ -41,6 +41,8 @@ fixed floor gives the same result on ordinary music and does not need the whole 
 """
 AMIN = 1e-10
 TUNING_FRAME_STEP = 8
+KEY_FRAME_STEP = 4
+"""Every 4th frame (hop 93 ms) feeds the key's pitch-class profile: every one costs 4×, for no gain."""
 TUNING_BINS = 101  # librosa's pitch_tuning histogram: resolution 0.01 of a semitone
 ROLL_PERCENT = 0.85
 ZCR_THRESHOLD = 1e-10
@@ -113,6 +115,7 @@ class FeatureAccumulator:
         self._shape_sums = np.zeros(5)  # centroid, bandwidth, rolloff, flatness, zcr
         self._chroma_spectrum = np.zeros(N_BINS)
         self._tuning_counts = np.zeros(TUNING_BINS - 1)
+        self._pitch_classes = PitchClassProfile(rate_hz, N_FFT)
         self._last_sign = False
 
     def add(self, block: Signal) -> None:
@@ -166,6 +169,7 @@ class FeatureAccumulator:
                 self._fold_shape(magnitude, power)
         if "tonal" in self.groups:
             self._fold_chroma(power)
+            self._pitch_classes.add(magnitude[(-self._frames) % KEY_FRAME_STEP :: KEY_FRAME_STEP])
         self._frames += len(frames)
 
     def _fold_onsets(self, mel_db: Signal) -> None:
@@ -207,14 +211,18 @@ class FeatureAccumulator:
             self._tuning_counts += _tuning_histogram(sampled.T, self.rate_hz)
 
     def _tonal_values(self) -> dict[str, object]:
-        """Return key, mode, key strength, Camelot code and mean chroma."""
+        """Return key, mode, key strength, Camelot code and mean chroma.
+
+        The key comes from the harmonic pitch-class profile (key.py); `chroma_mean` stays
+        librosa's STFT chroma, which the playlists' similarity columns are made of.
+        """
         tuning = 0.0
         if self._tuning_counts.any():
             edges = np.linspace(-0.5, 0.5, TUNING_BINS)
             tuning = float(edges[int(np.argmax(self._tuning_counts))])
         chroma_map = librosa.filters.chroma(sr=self.rate_hz, n_fft=N_FFT, tuning=tuning)
         chroma_mean = chroma_map @ self._chroma_spectrum / max(self._frames, 1)
-        key = estimate_key(chroma_mean)
+        key = estimate_key(self._pitch_classes.finish(tuning))
         return {
             "key": key.tonic if key else None,
             "mode": key.mode if key else None,
@@ -274,16 +282,17 @@ def compute_features(signal: Signal, rate_hz: int, *, block_samples: int = 1 << 
 
 
 def rhythm_values(envelope: FloatArray, rate_hz: int, duration_s: float) -> dict[str, object]:
-    """Return tempo, beat strength and onset rate from the mel onset envelope."""
+    """Return tempo, its confidence, beat strength and onset rate from the mel onset envelope."""
     onsets = (
         librosa.onset.onset_detect(onset_envelope=envelope, sr=rate_hz, hop_length=HOP)
         if envelope.size and np.ptp(envelope) > 0
         else np.zeros(0)
     )
-    tempo_bpm, strength = estimate_tempo(envelope, rate_hz / HOP)
+    tempo = estimate_tempo(envelope, rate_hz / HOP)
     return {
-        "tempo_bpm": _number(tempo_bpm),
-        "beat_strength": _number(strength),
+        "tempo_bpm": _number(tempo.bpm),
+        "tempo_confidence": _number(tempo.confidence if tempo.bpm is not None else None),
+        "beat_strength": _number(tempo.strength),
         "onset_rate_hz": _number(len(onsets) / duration_s if duration_s > 0 else None),
     }
 

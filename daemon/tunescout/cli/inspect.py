@@ -74,6 +74,10 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         out(f"  analysing {path}")
     out(f"files {counts.files}  analysed {counts.analysed}  failed {counts.failed}"
          f" (quarantined {counts.quarantined})  queued {counts.queued}")
+    if counts.suspect:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in counts.suspect.items())
+        out(f"suspect (decoded in part, left out of playlists): {kinds}; "
+            "see: tunescout failures --warnings")
     if daemon.get("unanalysed"):
         kinds = ", ".join(f"{ext} {n}" for ext, n in daemon["unanalysed"].items())
         out(f"left out (formats not in library.extensions): {kinds}")
@@ -113,7 +117,8 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     if detail.tags_error:
         out(f"  tags error  {detail.tags_error}")
     if detail.decode_warning:
-        out(f"  decoding    {detail.decode_warning}")
+        kind = f"{detail.warning_kind}: " if detail.warning_kind else ""
+        out(f"  decoding    {kind}{detail.decode_warning}")
     for group, values in detail.features.items():
         out(f"  {group} (v{values.get('version')})")
         for key, value in values.items():
@@ -136,6 +141,8 @@ def _fmt(value: Any) -> str:
 
 def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     store = StoreReader.open(config.store.path)
+    if getattr(args, "warnings", False):
+        return _warnings(store, args.json)
     rows = store.failures()
     if args.json:
         dump([{**path_json(r.path), "kind": r.kind, "reason": r.reason, "at": r.at,
@@ -146,6 +153,21 @@ def cmd_failures(args: argparse.Namespace, config: Config) -> int:
     for r in rows:
         flag = " (quarantined)" if r.quarantined else ""
         out(f"{r.path}\n  {r.kind}{flag}: {r.reason}  [{_when(r.at)}]")
+    return Exit.OK
+
+
+def _warnings(store: StoreReader, as_json: bool) -> int:
+    """List the files that decoded only in part (truncated, corrupt packets skipped)."""
+    rows = store.warnings()
+    if as_json:
+        dump([{**path_json(r.path), "kind": r.kind, "warning": r.warning,
+               "duration_s": r.duration_s, "analysed_at": r.analysed_at} for r in rows])
+        return Exit.OK
+    if not rows:
+        out("no decode warnings")
+    for r in rows:
+        duration = f", {format_duration(r.duration_s)} decoded" if r.duration_s is not None else ""
+        out(f"{r.path}\n  {r.kind}{duration}: {r.warning}  [{_when(r.analysed_at)}]")
     return Exit.OK
 
 

@@ -198,6 +198,8 @@ def _parser(with_playlist: bool = True) -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     failures = sub.add_parser("failures", help="files that failed, with the reason")
     failures.add_argument("--json", action="store_true")
+    failures.add_argument("--warnings", action="store_true",
+                          help="instead, files that decoded only in part (truncated, corrupt)")
     retry = sub.add_parser("retry", help="forget failures and analyse those files again")
     retry.add_argument("paths", nargs="*", type=Path)
     retry.add_argument("--all", action="store_true")

@@ -26,6 +26,7 @@ class Counts:
     failed: int
     quarantined: int
     queued: int
+    suspect: dict[str, int] = field(default_factory=dict)  # analysed with a warning, by its kind
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,17 @@ class FailureRow:
     at: float
     quarantined: bool
     attempts: int
+
+
+@dataclass(frozen=True)
+class WarningRow:
+    """One line of `tunescout failures --warnings`: a file that decoded, but not whole."""
+
+    path: Path
+    kind: str  # models.DecodeWarning's value: "truncated", "corrupt"
+    warning: str
+    duration_s: float | None
+    analysed_at: float | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class FileDetail:
     decode_warning: str | None = None
     features: dict[str, dict[str, Any]] = field(default_factory=dict)  # by group: {"version": n, **values}
     id: int | None = None  # the files row's id: stable across moves and re-analysis (the HTTP API's)
+    warning_kind: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """Return the object `show --json` prints: the row's keys only when there is a row,
@@ -87,7 +100,8 @@ class FileDetail:
                 size_bytes=self.size_bytes, mtime_ns=self.mtime_ns, digest=self.digest,
                 duration_s=self.duration_s, tags=self.tags, cover=self.cover,
                 tags_error=self.tags_error, analysed_at=self.analysed_at,
-                decode_warning=self.decode_warning, features=self.features,
+                decode_warning=self.decode_warning, warning_kind=self.warning_kind,
+                features=self.features,
             )
         failure = self.failure
         data["queued"] = self.queued
@@ -111,6 +125,12 @@ class TrackRow:
     id: int = 0  # the files row's id: kept when the file moves or is analysed again
     size_bytes: int | None = None  # the file's size: with the duration, its bitrate
     decode_warning: str | None = None  # decoded only in part: a suspect file
+    warning_kind: str | None = None  # "truncated", "corrupt" (models.DecodeWarning) or None
+
+    @property
+    def suspect(self) -> bool:
+        """Tell whether the file decoded only in part: playlists leave it out by default."""
+        return self.warning_kind is not None
 
 
 class DaemonState(TypedDict, total=False):
@@ -170,6 +190,10 @@ class StoreReader:
             failed=by_state.get("failed", 0) + by_state.get("quarantined", 0),
             quarantined=by_state.get("quarantined", 0),
             queued=self.queue_length(),
+            suspect=dict(self._conn.execute(
+                "SELECT warning_kind, count(*) FROM files WHERE state = 'analysed' "
+                "AND warning_kind IS NOT NULL GROUP BY warning_kind ORDER BY warning_kind"
+            ).fetchall()),
         )
 
     def file_detail(self, path: Path) -> FileDetail | None:
@@ -177,7 +201,7 @@ class StoreReader:
         key = blob(path)
         row = self._conn.execute(
             "SELECT path, size, mtime_ns, state, digest, duration_s, tags, cover, tags_error, "
-            "analysed_at, decode_warning, id FROM files WHERE path = ?",
+            "analysed_at, decode_warning, id, warning_kind FROM files WHERE path = ?",
             (key,),
         ).fetchone()
         failed = self._conn.execute(
@@ -193,7 +217,7 @@ class StoreReader:
             path, "queued" if queued and row[3] != "analysed" else row[3], queued, failure,
             recorded=True, size_bytes=row[1], mtime_ns=row[2], digest=row[4], duration_s=row[5],
             tags=json.loads(row[6]) if row[6] else {}, cover=json.loads(row[7]) if row[7] else None,
-            tags_error=row[8], analysed_at=row[9], decode_warning=row[10],
+            tags_error=row[8], analysed_at=row[9], decode_warning=row[10], warning_kind=row[12],
             features=self._features(row[4]) if row[4] else {}, id=row[11],
         )
 
@@ -208,6 +232,14 @@ class StoreReader:
             "SELECT path, kind, reason, at, quarantined, attempts FROM failures ORDER BY at DESC"
         ).fetchall()
         return [FailureRow(path_of(r[0]), r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+
+    def warnings(self) -> list[WarningRow]:
+        """Return the analysed files with a decode warning kind, by kind then path."""
+        rows = self._conn.execute(
+            "SELECT path, warning_kind, decode_warning, duration_s, analysed_at FROM files "
+            "WHERE state = 'analysed' AND warning_kind IS NOT NULL ORDER BY warning_kind, path"
+        ).fetchall()
+        return [WarningRow(path_of(r[0]), r[1], r[2] or "", r[3], r[4]) for r in rows]
 
     def daemon_state(self) -> DaemonState | None:
         row = self._conn.execute("SELECT value FROM daemon_state WHERE key = 'daemon'").fetchone()
@@ -236,16 +268,16 @@ class StoreReader:
         decode warning), by path."""
         rows = self._conn.execute(
             "SELECT f.path, f.digest, f.duration_s, f.tags, g.grp, g.vals, f.id, f.size, "
-            "f.decode_warning FROM files f "
+            "f.decode_warning, f.warning_kind FROM files f "
             "LEFT JOIN features g ON g.digest = f.digest "
             "WHERE f.state = 'analysed' AND f.digest IS NOT NULL ORDER BY f.path"
         )
         tracks: list[TrackRow] = []
         last: bytes | None = None  # the rows of one file are adjacent: one per feature group
-        for raw, digest, duration_s, tags, grp, vals, ident, size, warning in rows:
+        for raw, digest, duration_s, tags, grp, vals, ident, size, warning, kind in rows:
             if raw != last:
                 tracks.append(TrackRow(path_of(raw), digest, duration_s,
-                                       json.loads(tags) if tags else {}, {}, ident, size, warning))
+                                       json.loads(tags) if tags else {}, {}, ident, size, warning, kind))
                 last = raw
             if grp is not None:
                 tracks[-1].features[grp] = json.loads(vals)

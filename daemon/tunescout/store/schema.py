@@ -76,6 +76,18 @@ _MIGRATIONS: list[str] = [
     INSERT OR IGNORE INTO orphans (digest, since) SELECT DISTINCT digest, -1 FROM features
         WHERE digest NOT IN (SELECT digest FROM files WHERE digest IS NOT NULL);
     """,
+    # 4: what a decode warning amounts to ("truncated", "corrupt": models.DecodeWarning), so that
+    # status can count suspect files and playlists leave them out; the warnings a version 3
+    # database holds are classified from their text (the messages decode.py has always written).
+    """
+    ALTER TABLE files ADD COLUMN warning_kind TEXT;
+    UPDATE files SET warning_kind = CASE
+        WHEN decode_warning LIKE '%partial decode%' OR decode_warning LIKE '%stopped early%'
+            THEN 'truncated'
+        WHEN decode_warning LIKE '%corrupt packet%' THEN 'corrupt'
+        END
+        WHERE decode_warning IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -95,19 +95,20 @@ class StoreWriter(StoreReader):
             before = conn.execute("SELECT digest FROM files WHERE path = ?", (_b(path),)).fetchone()
             conn.execute(
                 "INSERT INTO files (path, dev, ino, size, mtime_ns, state, digest, duration_s, tags, "
-                "cover, tags_error, decode_warning, first_seen, analysed_at) "
-                "VALUES (?, ?, ?, ?, ?, 'analysed', ?, ?, ?, ?, ?, ?, ?, ?) "
+                "cover, tags_error, decode_warning, warning_kind, first_seen, analysed_at) "
+                "VALUES (?, ?, ?, ?, ?, 'analysed', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino, "
                 "size = excluded.size, mtime_ns = excluded.mtime_ns, state = 'analysed', "
                 "digest = excluded.digest, duration_s = excluded.duration_s, tags = excluded.tags, "
                 "cover = excluded.cover, tags_error = excluded.tags_error, "
-                "decode_warning = excluded.decode_warning, "
+                "decode_warning = excluded.decode_warning, warning_kind = excluded.warning_kind, "
                 "analysed_at = excluded.analysed_at",
                 (
                     _b(path), identity.dev, identity.ino, identity.size, identity.mtime_ns,
                     result.digest, result.duration_s, json.dumps(result.tags),
                     json.dumps(result.cover) if result.cover is not None else None,
-                    result.tags_error, result.decode_warning, now, now,
+                    result.tags_error, result.decode_warning,
+                    str(result.warning_kind) if result.warning_kind else None, now, now,
                 ),
             )
             for group in result.features:
