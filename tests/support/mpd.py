@@ -19,7 +19,7 @@ import pytest
 import soundfile
 
 from support.processes import wait_for
-from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
+from tunescout.models import FEATURE_VERSIONS, FeatureGroup, FileIdentity, TrackAnalysis
 from tunescout.playlists.catalogue import Track
 from tunescout.store.writer import StoreWriter
 
@@ -132,7 +132,8 @@ def analysed_library(db: Path, music: Path, tracks: list[Track], seconds: float 
             write_audio(path, seconds, 220.0 + 10 * i)
             result = TrackAnalysis(
                 digest=track.digest, duration_s=seconds, tags=dict(track.tags),
-                features=tuple(FeatureGroup(name, 1, dict(v)) for name, v in track.features.items()),
+                features=tuple(FeatureGroup(name, FEATURE_VERSIONS[name], dict(v))
+                               for name, v in track.features.items()),
             )
             store.record_analysis(path, FileIdentity.from_stat(path.stat()), result)
             stored.append(Track(path, track.digest, seconds, track.tags, track.features))

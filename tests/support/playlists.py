@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tunescout.models import FeatureGroup, FileIdentity, TrackAnalysis
+from tunescout.models import FEATURE_VERSIONS, FeatureGroup, FileIdentity, TrackAnalysis
 from tunescout.playlists.camelot import camelot_index
 from tunescout.playlists.catalogue import Track
 from tunescout.playlists.render import read_m3u8
@@ -139,7 +139,8 @@ def fill_store(db: Path, music: Path, tracks: list[Track]) -> list[Track]:
         for track in with_files:
             result = TrackAnalysis(
                 digest=track.digest, duration_s=track.duration_s or 0.0, tags=dict(track.tags),
-                features=tuple(FeatureGroup(name, 1, dict(v)) for name, v in track.features.items()),
+                features=tuple(FeatureGroup(name, FEATURE_VERSIONS[name], dict(v))
+                               for name, v in track.features.items()),
             )
             store.record_analysis(track.path, FileIdentity.from_stat(track.path.stat()), result)
             stored.append(track)
