@@ -72,7 +72,10 @@ class Loop:
             return self.job_source(limit, exclude)
         exclude = exclude | cluster.in_flight()
         if not self.scan:
-            return self.job_source(limit, exclude)
+            jobs = self.job_source(limit, exclude)
+            if cluster.settling(time.monotonic()):  # new arrivals only, until the cluster is there
+                jobs = [j for j in jobs if j.priority >= PRIORITY_NEW]
+            return jobs
         if not cluster.home_only:
             return []
         jobs = self.job_source(limit + len(cluster.home_only) + 1000, exclude)

@@ -40,6 +40,7 @@ CHECK_EVERY_S = 3.0  # how often the worker list is compared with the checked on
 RECONNECT_EVERY_S = 60.0  # the daemon tries a lost scheduler again
 MAX_WINDOW = 512  # files in flight at most, whatever the cluster's size
 TASK_ERRORS_FATAL = 3  # tasks in a row failing in Dask itself (not in a child): stop using it
+SETTLE_S = CONNECT_TIMEOUT_S + 10.0  # the longest the backfill waits for the first worker check
 EARLY_DEATHS_BAD = 3  # children in a row dying before their file on one worker: skip that worker
 
 
@@ -76,12 +77,16 @@ class ClusterDispatcher:
         self._task_errors = 0
         self._early: dict[str, int] = {}
         self._next_connect = 0.0
+        self._settle_by = 0.0
+        self._checked_once = False
         self._connect()
 
     # --- connection (a background thread) -----------------------------------------------------
 
     def _connect(self) -> None:
         self.state = "connecting"
+        self._checked_once = False
+        self._settle_by = time.monotonic() + SETTLE_S
         self._stop = threading.Event()
         threading.Thread(target=self._background, args=(self._stop,), name="cluster",
                          daemon=True).start()
@@ -104,6 +109,7 @@ class ClusterDispatcher:
         self._events.put(("connected", client))
         self.wake()
         checked: set[str] = set()
+        checked_once = False
         roots = tuple(str(p) for p in self.config.library.paths)
         while not stop.is_set() and client.status == "running":
             try:
@@ -122,7 +128,9 @@ class ClusterDispatcher:
             if gone:
                 checked -= gone
                 self._events.put(("gone", gone))
-            if found or gone:
+            if found or gone or not checked_once:
+                checked_once = True
+                self._events.put(("checked", None))
                 self.wake()
             stop.wait(CHECK_EVERY_S)
 
@@ -140,6 +148,8 @@ class ClusterDispatcher:
                 self._lose(value)
             elif what == "worker":
                 self._worker_checked(*value)
+            elif what == "checked":
+                self._checked_once = True
             elif what == "gone":
                 for address in value:
                     self.good.pop(address, None)
@@ -180,6 +190,14 @@ class ClusterDispatcher:
     @property
     def active(self) -> bool:
         return self.state != "lost"
+
+    def settling(self, now: float) -> bool:
+        """True while the scheduler is being reached and its first workers checked (at most
+        SETTLE_S): the daemon's own children then leave the backfill to the cluster, so that
+        a start-up does not analyse at home what the cluster was configured to take."""
+        if self.state == "lost" or self._checked_once:
+            return False
+        return now < self._settle_by
 
     def in_flight(self) -> set[Path]:
         return {f.sent.job.path for f in self._flights.values()}
