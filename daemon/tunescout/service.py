@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunescout import __version__
+from tunescout import __version__, early
 from tunescout.apis import ApiServer
 from tunescout.config import Config, load_config
 from tunescout.errors import ConfigError, DatabaseUnavailable, TunescoutError
@@ -82,6 +82,8 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(sig, self._on_signal)
         signal.set_wakeup_fd(self.loop._wake_w, warn_on_full_buffer=False)
+        # a reload or a nudge sent while the daemon started: acted on now, not lost
+        self._signals.extend(s for s in early.take() if s != signal.SIGTERM)
 
     def _handle_signals(self, now: float) -> None:
         while self._signals:

@@ -75,3 +75,25 @@ def test_sigterm_during_start_up_is_a_clean_stop(library: Any, delay_s: float) -
         time.sleep(0.05)
     assert left == [], f"processes left behind after the stop: {left}"
 
+
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.1, 0.5, 2.0])
+def test_a_reload_during_start_up_is_neither_fatal_nor_lost(library: Any, delay_s: float) -> None:
+    """SIGHUP (systemctl reload, a config tool) while the daemon starts: it keeps running and
+    reloads once, whether the signal came before or after its own handlers were in place."""
+    from support.daemon import Daemon
+
+    daemon = Daemon(library)
+    deadline = time.monotonic() + 30
+    while not _catches_sigterm(daemon.pid):  # the entry point's first line, long before the daemon's
+        assert daemon.proc.poll() is None and time.monotonic() < deadline, daemon.log()
+        time.sleep(0.002)
+    time.sleep(delay_s)
+    os.kill(daemon.pid, signal.SIGHUP)
+    daemon.wait_for_event("reloaded")
+    daemon.wait_for_event("started")
+    assert daemon.proc.poll() is None, daemon.log()
+    assert daemon.stop() == 0, daemon.log()
+    assert len(daemon.events("reloaded")) == 1, daemon.log()
+    assert "Traceback" not in daemon.log(), daemon.log()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from tunescout import __version__
+from tunescout import __version__, early
 from tunescout.cli.inspect import cmd_failures, cmd_retry, cmd_show, cmd_status
 from tunescout.cli.output import Exit, dump, err, fail, out
 from tunescout.config import Config, load_config, parse_config, salvage_store_path, scheduler_address
@@ -243,6 +243,8 @@ def _load(args: argparse.Namespace) -> Config | Exit:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = _parser(with_playlist="playlist" in words).parse_args(words)
+    if args.command != "run":  # only the daemon reloads: the other commands end on a hangup
+        early.restore_defaults()
     as_json = bool(getattr(args, "json", False))
     config = _load(args)
     if isinstance(config, Exit):
