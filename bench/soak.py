@@ -233,9 +233,9 @@ def config_text(library: Library, root: Path, length: int) -> str:
     return toml_text(library.sections) + (
         '\n[playlist_keeper]\ndebounce = "5 s"\n'
         f'\n[[playlists]]\nname = "All"\noutput = "{playlists / "all.m3u8"}"\nlength = {length}\n'
-        f'query = "title~."\n'
+        f'query = "title!~zzz"\nmin_duration = 0\n'
         f'\n[[playlists]]\nname = "Band"\noutput = "{playlists / "band.m3u"}"\nlength = {length}\n'
-        f'format = "mpd"\nquery = "artist~band"\n')
+        f'format = "mpd"\nquery = "artist~band"\nmin_duration = 0\n')
 
 
 def caught_up(db: Path, world: World, real: bool) -> list[str]:
@@ -304,8 +304,9 @@ def run(args: argparse.Namespace, root: Path) -> int:
             library.write_config(config_text(library, root, length))
             os.kill(daemon.pid, signal.SIGHUP)
             next_hup += 60
-        if now >= next_cli:
-            for argv in (("status", "--json"), ("playlist", "--query", "title~.", "--length", "10")):
+        if now >= next_cli and now - started > 60:  # once something is analysed
+            for argv in (("status", "--json"),
+                         ("playlist", "--query", "title!~zzz", "--length", "10", "--min-duration", "0")):
                 proc = library.cli(*argv, check=False)
                 if proc.returncode != 0 and (args.analyser == "real" or argv[0] == "status"):
                     cli_failures.append(f"{' '.join(argv)}: {proc.stderr.decode(errors='replace')[-300:]}")
@@ -365,6 +366,8 @@ def report(args: argparse.Namespace, samples: list[Sample], problems: list[str],
     zygote_growth = (statistics.median(zrss[-window:]) - statistics.median(zrss[:window])) if zrss else 0
     lasting = set().union(*(a.zombies & b.zombies for a, b in itertools.pairwise(samples)))
     tracebacks = log.count("Traceback (most recent call last)")
+    written = sum(1 for line in log.splitlines() if "EVENT=playlist_written" in line and "PLAYLIST=" in line)
+    failed = log.count("EVENT=playlist_failed")
     checks = [
         (f"daemon RSS after warm-up ({warm:.0f} s) grows {rss_growth / mb:+.1f} MB (limit 5 MB)",
          rss_growth <= RSS_GROWTH_LIMIT),
@@ -377,9 +380,12 @@ def report(args: argparse.Namespace, samples: list[Sample], problems: list[str],
         (f"database equal to the truth on disk ({len(world.truth)} files) "
          f"{caught_at:.0f} s after the start" + ("" if not problems else ": " + "; ".join(problems[:6])),
          not problems),
-        (f"CLI commands failing: {len(cli_failures)}" + (f" ({cli_failures[0]})" if cli_failures else ""),
+        (f"CLI commands failing: {len(cli_failures)}"
+         + (f" ({'; '.join(sorted(set(cli_failures))[:3])})" if cli_failures else ""),
          not cli_failures),
         (f"tracebacks in the daemon's output: {tracebacks}", tracebacks == 0),
+        (f"playlists written by the keeper: {written}, failed: {failed}",
+         failed == 0 and (written > 0 or args.analyser != "real")),
         (f"SIGTERM: exit {code}, analysis zygote left running: {leftover}", code == 0 and not leftover),
     ]
     print()
