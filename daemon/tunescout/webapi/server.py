@@ -98,7 +98,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         if parts.path.startswith("/rest/"):
             self._opensubsonic(parts.path, parts.query, started)
             return
-        endpoint = parts.path if parts.path in (*ROUTES, "/api/status", "/metrics", "/") else "other"
+        endpoint = (parts.path if parts.path in (*ROUTES, "/api/status", "/api/health", "/metrics", "/")
+                    else "other")
         status = HTTPStatus.OK
         try:
             if self.headers.get("Content-Length", "0") not in ("", "0"):
@@ -124,8 +125,12 @@ class ApiHandler(BaseHTTPRequestHandler):
     def _answer(self, path: str, query: Mapping[str, str]) -> Any:
         if path == "/api/status":
             return _status(self.server.config.store.path)
+        if path == "/api/health":  # the liveness probe of the Lyrion AudioMuse-AI plugin
+            return {"status": "ok"}
         if path == "/":
-            return {"service": "tunescout", "endpoints": [*ROUTES, "/api/status", "/metrics"]}
+            return {"service": "tunescout", "endpoints": [
+                *ROUTES, "/api/status", "/api/health", "/metrics", "/rest/getSonicSimilarTracks",
+                "/rest/findSonicPath", "/rest/getOpenSubsonicExtensions"]}
         route = ROUTES.get(path)
         if route is None:
             raise ApiError(404, f"no endpoint {path}; see /")
