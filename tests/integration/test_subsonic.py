@@ -8,6 +8,7 @@ a server that is down or refuses the password gets one journal line and a retry 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import xml.etree.ElementTree as ET
@@ -248,3 +249,20 @@ def test_a_refused_password_is_said_once(world: World, tmp_path: Path,
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for_event("subsonic_connected", timeout_s=WAIT_S)
     assert len(daemon.events("subsonic_failed")) == 1
+
+
+def test_doctor_checks_the_server(world: World, tmp_path: Path) -> None:
+    def subsonic_check(folder: Path, **subsonic: Any) -> dict[str, Any]:
+        library = world.library(folder, subsonic=_subsonic(world, **subsonic))
+        proc = library.cli("doctor", "--quick", "--json", check=False)
+        assert b"Traceback" not in proc.stderr
+        return next(c for c in json.loads(proc.stdout) if c["name"] == "subsonic")
+
+    good = subsonic_check(tmp_path / "good")
+    assert good["level"] == "ok" and "login accepted" in good["message"], good
+    refused = subsonic_check(tmp_path / "refused", password="wrong")
+    assert refused["level"] == "fail" and "subsonic.password" in refused["fix"], refused
+    elsewhere = subsonic_check(tmp_path / "elsewhere", music_folder="/nowhere")
+    assert elsewhere["level"] == "ok", elsewhere  # relative paths need no music_folder
+    down = subsonic_check(tmp_path / "down", url=f"http://127.0.0.1:{free_port()}")
+    assert down["level"] == "fail" and "connection refused" in down["message"], down
