@@ -202,6 +202,8 @@ def test_playlists_appear_on_the_server_and_are_replaced(world: World, tmp_path:
     assert [p["id"] for p in world.server.playlists() if p["name"] == name] == [first]
     state = _status(library)["playlists"][name]
     assert state["state"] == "pushed" and state["songs"] == 6, state
+    shown = library.cli("status").stdout.decode()
+    assert f"subsonic {world.server.url}: ok" in shown and f"{name} pushed" in shown, shown
 
 
 def _check_on_server(world: World, name: str, paths: list[Path]) -> None:

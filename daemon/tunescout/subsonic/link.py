@@ -140,6 +140,8 @@ class SubsonicLink:
     def _turn(self) -> None:
         if time.monotonic() < self._retry_at:
             return
+        if self.state == "ok" and not (self._pending or self._asked_ids):
+            return  # connected once (the login works); nobody needs the server's songs now
         before = self._listing
         listing = self._current(RELIST_EVERY_S if not self._pending else RELIST_AFTER_S)
         if listing is None:
@@ -246,3 +248,18 @@ class SubsonicLink:
         return (f"; no song matched: the server reports paths like {listing.sample!r}, looked for "
                 f"inside subsonic.music_folder ({self.music_folder}); set music_folder to where "
                 "the server sees the library (Navidrome: turn on 'Report Real Path' for the player)")
+
+
+def status_line(data: Mapping[str, Any]) -> str:
+    """Return the line `tunescout status` prints of a link's status (read back from JSON)."""
+    line = f"subsonic {data.get('url')}: {data.get('state')}"
+    if data.get("state") == "failed":
+        line += f" ({data.get('error')}; again in {data.get('retry_in_s') or 0:.0f} s)"
+    elif data.get("songs") is not None:
+        line += f", {data['songs']} songs, {data.get('matched', 0)} tracks matched"
+        if data.get("missing"):
+            line += f", {data['missing']} not on the server"
+    playlists = data.get("playlists") or {}
+    if playlists:
+        line += "; playlists: " + ", ".join(f"{name} {info.get('state')}" for name, info in playlists.items())
+    return line
