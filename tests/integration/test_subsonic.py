@@ -127,6 +127,11 @@ def test_the_api_speaks_the_servers_song_ids(world: World, api: tuple[Daemon, st
     by_id = {ident: path for path, ident in world.ids.items()}
     assert all(item["item_id"] in by_id for item in items)  # supysonic's ids, nothing else
     assert {by_id[i["item_id"]].parent.name for i in items} == {cluster_of(seed)}
+    # similar_artists takes the server's artist id, as the Navidrome plugin sends it
+    theirs = world.server.call("search3", query=seed.title, songCount=1)["searchResult3"]["song"][0]
+    artists = get(base, f"/api/similar_artists?artist={theirs['artistId']}&n=3")
+    assert artists.status == 200, artists.body
+    assert len(artists.json()) == 3 and seed.artist not in {a["artist"] for a in artists.json()}
     # tunescout's own ids mean nothing now; the files supysonic lacks have no id at all
     own = get(base, "/api/similar_tracks?item_id=1&n=5")
     assert own.status == 404 and "Subsonic server" in own.json()["error"]
@@ -268,3 +273,20 @@ def test_doctor_checks_the_server(world: World, tmp_path: Path) -> None:
     assert elsewhere["level"] == "ok", elsewhere  # relative paths need no music_folder
     down = subsonic_check(tmp_path / "down", url=f"http://127.0.0.1:{free_port()}")
     assert down["level"] == "fail" and "connection refused" in down["message"], down
+
+
+def test_paging_and_a_long_playlist_in_a_post_body(world: World) -> None:
+    from tunescout.config import SubsonicConfig
+    from tunescout.subsonic.client import GET_SONGS_MAX, SubsonicClient
+
+    client = SubsonicClient(SubsonicConfig(url=world.server.url, user=USER, password=world.server.password))
+    client.ping()
+    paged = [song["id"] for song in client.songs(page=7)]  # search3 paged, 7 songs a page
+    assert sorted(paged) == sorted(world.ids.values())
+    ids = [world.ids[t.path] for t in world.tracks] * 3
+    assert len(ids) > GET_SONGS_MAX
+    client.create_playlist("long one", ids)
+    mine = [p for p in world.server.playlists() if p["name"] == "long one"]
+    assert len(mine) == 1 and world.server.playlist_songs(mine[0]["id"]) == ids
+    client.create_playlist("long one", ids[:3], replace_id=mine[0]["id"])
+    assert world.server.playlist_songs(mine[0]["id"]) == ids[:3]

@@ -56,6 +56,7 @@ class SubsonicClient:
     def songs(self, page: int = PAGE) -> Iterator[dict[str, Any]]:
         """Yield every song the server has: search3 with an empty query, paged."""
         offset = 0
+        first: object = None
         while True:
             answer = self.call("search3", query="", songCount=page, songOffset=offset,
                                artistCount=0, albumCount=0)
@@ -63,6 +64,10 @@ class SubsonicClient:
             if not isinstance(batch, list):
                 raise SubsonicError("not_subsonic", f"{self.url}: search3 answered songs that "
                                     "are not a list")
+            if batch and offset and batch[0] == first:  # a server that ignores songOffset
+                raise SubsonicError("failed", f"{self.url}: search3 answers the same songs at "
+                                    f"every songOffset; cannot list more than {page} songs")
+            first = batch[0] if batch else None
             yield from (song for song in batch if isinstance(song, dict) and "id" in song)
             if len(batch) < page:
                 return
