@@ -62,7 +62,8 @@ class SubsonicLink:
         self.error: str | None = None  # its message
         self._since = time.time()
         self._retry_at, self._retry_s = 0.0, RETRY_FIRST_S
-        self._matched = self._missing = 0
+        self._matched: int | None = None  # analysed tracks the server has (known once the API asks)
+        self._missing: int | None = None
         self.changes = 0  # bumped at every change of what `status` shows
         self._stop = threading.Event()
         self._work = threading.Event()
@@ -256,7 +257,9 @@ def status_line(data: Mapping[str, Any]) -> str:
     if data.get("state") == "failed":
         line += f" ({data.get('error')}; again in {data.get('retry_in_s') or 0:.0f} s)"
     elif data.get("songs") is not None:
-        line += f", {data['songs']} songs, {data.get('matched', 0)} tracks matched"
+        line += f", {data['songs']} songs"
+        if data.get("matched") is not None:
+            line += f", {data['matched']} tracks matched"
         if data.get("missing"):
             line += f", {data['missing']} not on the server"
     playlists = data.get("playlists") or {}
