@@ -4,13 +4,16 @@ OpenSubsonic envelope in XML."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import unicodedata
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -73,6 +76,47 @@ def web_page() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """A loopback server that answers like a Subsonic server without token auth (supysonic's
+    answer: error 10 when `p` is missing) and keeps every query it got."""
+
+    queries: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        self.queries.append(query)
+        ok = query.get("p") == "enc:" + "pässword".encode().hex()
+        envelope = ({"status": "ok", "version": "1.16.1"} if ok else
+                    {"status": "failed", "version": "1.16.1", "error": {"code": 10, "message": "p"}})
+        body = json.dumps({"subsonic-response": envelope}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_token_auth_first_then_the_password_for_a_server_without_it() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        client = SubsonicClient(SubsonicConfig(url=url, user="me", password="pässword"), timeout_s=10)
+        client.ping()
+        client.ping()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    first, second, third = _Recording.queries
+    assert first["t"] == hashlib.md5(("pässword" + first["s"]).encode()).hexdigest() and "p" not in first
+    assert first["u"] == "me" and first["f"] == "json" and first["c"] == "tunescout"
+    assert "t" not in second and "t" not in third  # the fallback is kept
 
 
 def _client(url: str) -> SubsonicClient:
