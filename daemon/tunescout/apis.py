@@ -1,16 +1,20 @@
-"""The daemon's HTTP API, started, restarted on a reload that changes `[http]`, and stopped.
+"""The daemon's HTTP API and its link to the Subsonic server: started, restarted on a reload that
+changes `[http]` or `[subsonic]`, and stopped.
 
-The wiring's part of webapi/: the API itself (and numpy with it) is imported only when `[http]`
-asks for it.
+The wiring's part of webapi/ and subsonic/: the API itself (and numpy with it) is imported only
+when `[http]` asks for it. With `[subsonic]` the API names tracks by the server's song ids (the
+link's `server_ids` is the index's hook) and playlists with `subsonic = true` are pushed there.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tunescout.config import Config
 from tunescout.errors import ConfigError
+from tunescout.subsonic.link import PlaylistPush, SubsonicLink
 
 if TYPE_CHECKING:
     from tunescout.webapi import WebApi
@@ -19,27 +23,49 @@ log = logging.getLogger("tunescout.service")
 
 
 class ApiServer:
-    """The HTTP API when configured; nothing at all otherwise."""
+    """The HTTP API and the Subsonic link when configured; nothing at all otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
+        self._wake = wake
         self.webapi: WebApi | None = None
+        self.subsonic: SubsonicLink | None = None
+
+    @property
+    def changes(self) -> int:
+        """A count that moves whenever what `status` shows of the link changed."""
+        return self.subsonic.changes if self.subsonic is not None else 0
+
+    def status(self) -> dict[str, Any] | None:
+        return self.subsonic.status() if self.subsonic is not None else None
+
+    def push(self, playlists: Sequence[PlaylistPush]) -> None:
+        """Hand rebuilt playlists to the Subsonic link (from the rebuild thread)."""
+        if self.subsonic is not None:
+            self.subsonic.push(playlists)
 
     def start(self, config: Config) -> None:
-        """Bind and serve the HTTP API when `[http]` asks for it; a taken port is a ConfigError."""
+        """Start the link, then bind and serve the HTTP API; a taken port is a ConfigError."""
+        if config.subsonic.url is not None:
+            self.subsonic = SubsonicLink(config.subsonic, config.library.paths, self._wake)
+            self.subsonic.start()
         if config.http.listen is None:
             return
         from tunescout.webapi import WebApi  # numpy: only with the API configured
 
-        if config.subsonic.url is not None:
-            log.warning("[subsonic] is read but not used yet: the API answers with tunescout's own "
-                        "track ids", extra={"EVENT": "subsonic_unused"})
-        self.webapi = WebApi(config)
+        try:
+            self.webapi = WebApi(config, self.subsonic)
+        except BaseException:
+            self.stop()
+            raise
+        if self.subsonic is not None:
+            self.subsonic.refresh_index = self.webapi.keeper.refresh
         self.webapi.start()
 
     def reconfigure(self, new: Config, old: Config) -> None:
-        """Restart the API on a reload that changes `[http]` (or the database); a failure to bind
-        leaves it off, said in the journal, and the daemon running."""
-        if new.http == old.http and new.store == old.store:
+        """Restart on a reload that changes `[http]`, `[subsonic]`, the library or the database;
+        a failure to bind leaves the API off, said in the journal, and the daemon running."""
+        if (new.http, new.subsonic, new.store, new.library.paths) == (
+                old.http, old.subsonic, old.store, old.library.paths):
             return
         self.stop()
         try:
@@ -51,3 +77,6 @@ class ApiServer:
         if self.webapi is not None:
             self.webapi.stop()
             self.webapi = None
+        if self.subsonic is not None:
+            self.subsonic.stop()
+            self.subsonic = None

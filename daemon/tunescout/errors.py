@@ -65,3 +65,13 @@ class ApiError(TunescoutError):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+class SubsonicError(TunescoutError):
+    """The Subsonic server cannot be asked: `reason` is a short word for the journal's REASON
+    (unreachable, refused, not_subsonic, failed), the message says what to fix."""
+
+    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
+        self.reason = reason
+        self.code = code  # the Subsonic error code, when the server gave one
+        super().__init__(message)

@@ -3,6 +3,8 @@
 The wiring's part of the playlist keeper: it tells the keeper when the library changed, starts a
 rebuild in a thread with its own read-only connection (at 100k tracks building the index takes
 seconds, and the main loop must keep pinging the watchdog meanwhile) and wakes the loop after.
+Playlists with `subsonic = true` are handed to the Subsonic link after each rebuild; its own
+thread puts them on the server.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunescout.config import Config
+from tunescout.playlists.request import PlaylistSpec
 from tunescout.store.reader import StoreReader
+from tunescout.subsonic.link import PlaylistPush
 
 if TYPE_CHECKING:
+    from tunescout.playlists.explain import Playlist
     from tunescout.playlists.keeper import PlaylistKeeper
+
+Push = Callable[[Sequence[PlaylistPush]], None]
 
 log = logging.getLogger("tunescout.service")
 
@@ -26,8 +33,9 @@ log = logging.getLogger("tunescout.service")
 class PlaylistRebuilds:
     """Keep the configured playlists up to date; nothing at all when none are configured."""
 
-    def __init__(self, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(self, config: Config, wake: Callable[[], None], push: Push | None = None) -> None:
         self._wake = wake
+        self._push = push
         self._db = config.store.path
         self.keeper = _keeper(config)
         self._changes_seen = 0
@@ -61,10 +69,18 @@ class PlaylistRebuilds:
 
     def _rebuild(self, keeper: PlaylistKeeper, db: Path) -> None:
         store = StoreReader.open(db)
+        pushes: list[PlaylistPush] = []
+
+        def built(spec: PlaylistSpec, playlist: Playlist) -> None:
+            if spec.subsonic:
+                pushes.append(PlaylistPush(spec.name, tuple(t.path for t in playlist.tracks)))
+
         try:
-            for path in keeper.rebuild(store, time.time()):
+            for path in keeper.rebuild(store, time.time(), built):
                 log.info("playlist written to %s", path,
                          extra={"EVENT": "playlist_written", "TRACK_PATH": str(path)})
+            if pushes and self._push is not None:
+                self._push(pushes)
         except Exception:  # a playlist thread must not die silently
             log.exception("rebuilding the playlists failed", extra={"EVENT": "error"})
         finally:

@@ -65,13 +65,13 @@ class Service:
         self._last_status_at = 0.0
         self._published_shape: tuple[bool, bool] | None = None  # (busy, analysis ready)
         self._started_at = time.time()
-        self.playlists = PlaylistRebuilds(config, self.loop.wake)
+        self.api = ApiServer(self.loop.wake)  # the HTTP API and the [subsonic] link
+        self.playlists = PlaylistRebuilds(config, self.loop.wake, self.api.push)
         self.radio = RadioThread(config, self.loop.wake)  # its own thread and read-only connection
-        self._radio_seen = 0
+        self._radio_seen = (0, 0)  # the radio's and the Subsonic link's change counts
         self._errors = 0  # main-loop turns failed in a row
         self._db_wait = DatabaseWait()  # whether the database takes writes, and why not
         self._last_error, self._last_error_at = "", 0.0
-        self.api = ApiServer()
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -263,8 +263,8 @@ class Service:
         busy = self.loop.busy() or self._walking or len(self.library.settler) > 0
         shape = (busy, self.loop.supervisor.ready)
         changed, self._published_shape = shape != self._published_shape, shape
-        changed |= self.radio.changes != self._radio_seen
-        self._radio_seen = self.radio.changes
+        changed |= (self.radio.changes, self.api.changes) != self._radio_seen
+        self._radio_seen = (self.radio.changes, self.api.changes)
         due = self._last_status_at + (STATUS_EVERY_S if busy else HEARTBEAT_EVERY_S)
         if not force and not changed and now < due:
             return
@@ -285,6 +285,7 @@ class Service:
             "memory_available_bytes": self.loop.memory.available_bytes if self.loop.memory else None,
             "unanalysed": dict(self._unanalysed.most_common()),
             "radio": self.radio.status.as_json() if self.radio.status is not None else None,
+            "subsonic": self.api.status(),
         })
         self.loop.log_progress(now)
 

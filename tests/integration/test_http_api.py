@@ -164,3 +164,22 @@ def test_a_second_daemon_on_the_port_says_address_in_use(
     assert f"http.listen: 127.0.0.1:{api.port} is already in use" in second.log()
     assert "Traceback" not in second.log()
     assert api.get("/api/status").status == 200
+
+
+def test_opensubsonic_endpoints_with_tunescouts_own_ids(tmp_path: Path,
+                                                        start_daemon: Callable[..., Daemon]) -> None:
+    api = Api(tmp_path, start_daemon, token=TOKEN)
+    seed = api.ids[api.tracks[0].path]
+    # getOpenSubsonicExtensions must be public; the rest asks for the token, as a Subsonic error
+    public = api.get("/rest/getOpenSubsonicExtensions?f=json").json()["subsonic-response"]
+    assert public["openSubsonicExtensions"] == [{"name": "sonicSimilarity", "versions": [1]}]
+    refused = api.get(f"/rest/getSonicSimilarTracks?id={seed}&f=json")
+    assert refused.status == 401 and refused.json()["subsonic-response"]["error"]["code"] == 40
+    answer = api.get(f"/rest/getSonicSimilarTracks.view?id={seed}&count=5&f=json", token=TOKEN)
+    matches = answer.json()["subsonic-response"]["sonicMatch"]
+    assert len(matches) == 5 and all(m["entry"]["id"] in api.by_id for m in matches)
+    assert {api.by_id[m["entry"]["id"]].parent.name for m in matches} == {cluster_of(api.tracks[0])}
+    other = api.get("/rest/getArtists?f=json", token=TOKEN)
+    assert other.status == 404 and other.json()["subsonic-response"]["status"] == "failed"
+    assert api.get("/api/health", token=TOKEN).json() == {"status": "ok"}
+    assert "Traceback" not in api.daemon.log()

@@ -16,6 +16,8 @@ The parts (docs/ARCHITECTURE.md draws them):
 - integrations, each its own folder:
   - radio/ (the radio for MPD) and webapi/ (the HTTP API): the leaves, config, the store and
     playlists/;
+  - subsonic/ (the user's Subsonic server: its song ids, playlists pushed to it): the leaves,
+    config and the store (webapi/ reaches it only through the wiring's hooks);
   - cluster/ (analysis lent by other machines through Dask): the leaves, config, the store and
     workers/ (the zygote client and the verdict are the work unit it ships);
 - the wiring (service, loop, health, logs, rebuilds, waiting, apis): all of the above but analysis
@@ -47,11 +49,12 @@ ALLOWED: dict[str, set[str]] = {
     "playlists": {"leaves", "config", "store", "playlists.request"},
     "radio": {"leaves", "config", "store", "playlists", "playlists.request"},
     "webapi": {"leaves", "config", "store", "playlists", "playlists.request"},
+    "subsonic": {"leaves", "config", "store"},
     "cluster": {"leaves", "config", "store", "workers"},
     "wiring": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "radio",
-               "cluster", "webapi"},
+               "cluster", "webapi", "subsonic"},
     "cli": {"leaves", "config", "store", "library", "workers", "playlists", "playlists.request", "wiring",
-            "radio", "cluster", "webapi"},
+            "radio", "cluster", "webapi", "subsonic"},
 }
 # modules of a part that are a part of their own for the rules above
 OWN_PARTS = {"playlists.request"}

@@ -52,6 +52,8 @@ def check_all(config: Config, env: Mapping[str, str], *, analysis: bool = True) 
     checks.append(_check_journal(env))
     checks.append(_check_memory(config))
     checks.append(_check_numba_cache(env))
+    if config.subsonic.url is not None:
+        checks.append(_check_subsonic(config))
     if analysis:
         checks.append(_check_analysis(config, env))
     return checks
@@ -168,6 +170,45 @@ def _check_memory(config: Config) -> Check:
         return Check("memory", Level.WARN, f"{figures}: a budget under 256 MiB fails on ordinary tracks",
                      "set [workers] child_budget to at least 512 MiB")
     return Check("memory", Level.OK, figures)
+
+
+SUBSONIC_SAMPLE = 50  # songs whose paths are looked for on disk
+
+
+def _check_subsonic(config: Config) -> Check:
+    """[subsonic]: the server answers, takes the login, and its song paths are our files."""
+    from tunescout.errors import SubsonicError
+    from tunescout.subsonic.client import SubsonicClient
+    from tunescout.subsonic.songs import song_keys
+
+    client = SubsonicClient(config.subsonic, timeout_s=10)
+    roots = config.library.paths
+    folder = config.subsonic.music_folder or (roots[0] if len(roots) == 1 else None)
+    try:
+        client.ping()
+        answer = client.call("search3", query="", songCount=SUBSONIC_SAMPLE, artistCount=0,
+                             albumCount=0)
+        songs = (answer.get("searchResult3") or {}).get("song") or []
+    except SubsonicError as exc:
+        fix = {"unreachable": "is the server running, and subsonic.url its address?",
+               "refused": "set subsonic.user and subsonic.password (or token and salt) to a user "
+                          "of the server"}.get(exc.reason, "check subsonic.url")
+        return Check("subsonic", Level.FAIL, str(exc), fix)
+    server = f"{client.server.get('type', 'Subsonic')} {client.server.get('serverVersion', '')}".strip()
+    if not songs:
+        return Check("subsonic", Level.WARN, f"{config.subsonic.url} ({server}) has no songs",
+                     "let the server scan the library")
+    found = sum(1 for song in songs if any(
+        (root / key).exists() if not key.startswith("/") else Path(key).exists()
+        for key in song_keys(str(song.get("path") or ""), folder) for root in roots))
+    if not found:
+        return Check("subsonic", Level.FAIL,
+                     f"{config.subsonic.url} ({server}): none of {len(songs)} songs is a file of the "
+                     f"library (the server reports paths like {songs[0].get('path')!r})",
+                     f"set subsonic.music_folder to the folder the server sees the library as "
+                     f"(now {folder}); on Navidrome turn on Report Real Path for the player")
+    return Check("subsonic", Level.OK, f"{config.subsonic.url} ({server}): login accepted; "
+                 f"{found} of {len(songs)} songs sampled are files of the library")
 
 
 def _check_numba_cache(env: Mapping[str, str]) -> Check:

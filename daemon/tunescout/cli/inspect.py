@@ -67,6 +67,10 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         from tunescout.radio.status import status_line
 
         out(f"  {status_line(daemon['radio'])}")
+    if state != "stopped" and isinstance(daemon.get("subsonic"), dict):
+        from tunescout.subsonic.link import status_line as subsonic_line
+
+        out(f"  {subsonic_line(daemon['subsonic'])}")
     if state != "stopped" and daemon.get("workers") is not None:
         free = daemon.get("memory_available_bytes")
         out(f"  workers {daemon['workers']}" + (f" ({format_size(free)} available)" if free else ""))

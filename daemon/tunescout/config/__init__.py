@@ -17,6 +17,7 @@ from tunescout.config.integrations import (
     RadioConfig,
     SubsonicConfig,
     _check_http,
+    _check_pushed_playlists,
     _check_subsonic,
     _mpd_playlists,
     _radio,
@@ -265,6 +266,7 @@ def parse_config(
     keeper = _mpd_playlists(keeper, radio, library["paths"], problems)
     _check_http(values["http"], problems)
     _check_subsonic(values["subsonic"], base_dir, problems)
+    _check_pushed_playlists(keeper, values["subsonic"], problems)
     if problems:
         raise ConfigError(source, problems)
     return Config(

@@ -125,6 +125,15 @@ def _check_subsonic(subsonic: dict[str, Any], base_dir: Path | None, problems: l
             problems.append("subsonic.music_folder: expected the folder the server sees the library as")
 
 
+def _check_pushed_playlists(keeper: PlaylistKeeperConfig, subsonic: dict[str, Any],
+                            problems: list[str]) -> None:
+    """A playlist for the Subsonic server needs the server."""
+    for position, spec in enumerate(keeper.specs):
+        if spec.subsonic and "url" not in subsonic:
+            problems.append(f"playlists[{position}].subsonic: needs a [subsonic] section with the "
+                            "server's url, user and password")
+
+
 def _only_library_path(paths: Any) -> Path | None:
     return paths[0] if isinstance(paths, tuple) and len(paths) == 1 else None
 

@@ -4,7 +4,7 @@ and gone quiet, and rewrite only the files whose content changed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -44,12 +44,17 @@ def build_from_spec(cat: Catalogue, spec: PlaylistSpec, exclude: frozenset[str] 
     return similar_playlist(cat, [cat.index(p) for p in spec.seeds], rules)
 
 
+Built = Callable[[PlaylistSpec, Playlist], None]
+"""Told of each playlist built, written or unchanged (the Subsonic push)."""
+
+
 def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now: float,
-                      history: Path | None = None) -> list[Path]:
+                      history: Path | None = None, built: Built | None = None) -> list[Path]:
     """Rebuild every configured playlist; write (atomically) those whose content changed.
 
     Returns the files written. A playlist that cannot be built (its seed left the library) is
-    logged and its old file kept: the next rebuild tries again.
+    logged and its old file kept: the next rebuild tries again. `built` hears of every playlist
+    that was built, its file rewritten or already up to date.
     """
     if not specs:
         return []
@@ -62,9 +67,13 @@ def rebuild_playlists(store: PlaylistSource, specs: Sequence[PlaylistSpec], now:
             folder = relative_folder(spec)
             _warn_outside(spec, playlist, folder)
             data = render(playlist, spec.name, spec.format, relative_to=folder)
-            if _unchanged(spec.output, data):
+            unchanged = _unchanged(spec.output, data)
+            if not unchanged:
+                atomic_write(spec.output, data)
+            if built is not None:
+                built(spec, playlist)
+            if unchanged:
                 continue
-            atomic_write(spec.output, data)
             if history is not None:
                 record_history(history, spec.name, playlist, now)
         except PlaylistError as exc:
@@ -138,7 +147,7 @@ class PlaylistKeeper:
         overdue = now - self._first_change >= self.MAX_DELAY_FACTOR * self.debounce_s
         return quiet or overdue
 
-    def rebuild(self, store: PlaylistSource, now: float) -> list[Path]:
+    def rebuild(self, store: PlaylistSource, now: float, built: Built | None = None) -> list[Path]:
         """Rebuild every playlist now and wait for the next change."""
         self._first_change = None
-        return rebuild_playlists(store, self.specs, now, self.history)
+        return rebuild_playlists(store, self.specs, now, self.history, built)

@@ -111,6 +111,7 @@ class PlaylistSpec:
     relative: bool = False
     exclude_recent: int = 0
     music_directory: Path | None = None  # format "mpd": paths are relative to it
+    subsonic: bool = False  # also put it on the [subsonic] server after each rebuild
 
 
 # --- ranges and weights --------------------------------------------------------------------------
@@ -160,7 +161,7 @@ _SPEC_KEYS = (
     "name", "output", "seeds", "query", "from", "to", "length", "order", "bpm", "bpm_tolerance",
     "key_compatible", "duration", "loudness", "where", "artist_spacing", "album_spacing", "weights",
     "format", "relative", "exclude_recent", "music_directory", "min_duration", "include_suspect",
-    "prefer",
+    "prefer", "subsonic",
 )
 _RULE_KEYS = {
     "length": "length", "order": "order", "bpm": "bpm_range", "bpm_tolerance": "bpm_tolerance_pct",
@@ -242,6 +243,7 @@ def _spec(values: Mapping[str, Any]) -> PlaylistSpec:
         query=values.get("query"), path_from=values.get("from"), path_to=values.get("to"),
         format=fmt, relative=values.get("relative", False),
         exclude_recent=values.get("exclude_recent", 0), music_directory=values.get("music_directory"),
+        subsonic=values.get("subsonic", False),
     )
 
 
@@ -264,7 +266,7 @@ def _converters(base_dir: Path | None) -> dict[str, Converter]:
         "loudness": _range("loudness"), "where": _expression, "artist_spacing": int_in(0, 100),
         "album_spacing": int_in(0, 100), "weights": _weights, "format": choice(*FORMATS),
         "relative": flag, "exclude_recent": int_in(0, HISTORY_KEEP), "music_directory": path,
-        "min_duration": _seconds, "include_suspect": flag, "prefer": _preference,
+        "min_duration": _seconds, "include_suspect": flag, "prefer": _preference, "subsonic": flag,
     }
 
 

@@ -153,6 +153,7 @@ class DaemonState(TypedDict, total=False):
     memory_available_bytes: int | None
     unanalysed: dict[str, int]  # extension -> files of formats left out, last walk
     radio: dict[str, Any] | None  # the radio's RadioStatus.as_json(), with [radio] configured
+    subsonic: dict[str, Any] | None  # the [subsonic] link's state and its pushed playlists
     cluster: str | None  # with [workers] scheduler: "cluster 4 workers, 8 in flight", ...
 
 

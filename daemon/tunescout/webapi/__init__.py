@@ -1,6 +1,7 @@
 """The HTTP API: AudioMuse-AI's endpoints (`/api/similar_tracks`, `/api/find_path`,
-`/api/similar_artists`) that the Navidrome, Jellyfin and LMS plugins call, `/api/status` and
-Prometheus' `/metrics`, served by the daemon from threads of its own.
+`/api/similar_artists`) that the Navidrome, Jellyfin and LMS plugins call, the OpenSubsonic
+`sonicSimilarity` extension (`/rest/getSonicSimilarTracks`, `/rest/findSonicPath`), `/api/status`
+and Prometheus' `/metrics`, served by the daemon from threads of its own.
 
 `WebApi` is what the wiring starts and stops: the listening server (server.py), the index kept
 current from the database (index.py) and the metrics (metrics.py, with prometheus-client).
@@ -13,7 +14,8 @@ import threading
 from typing import Any
 
 from tunescout.config import Config
-from tunescout.webapi.index import IndexKeeper, ServerIds
+from tunescout.webapi.index import IndexKeeper
+from tunescout.webapi.opensubsonic import SubsonicSide
 from tunescout.webapi.server import ApiServer, bind
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,8 @@ class WebApi:
     """The HTTP API of one daemon: bound at construction (so a taken port fails the start), serving
     after `start`, closed by `stop`."""
 
-    def __init__(self, config: Config, server_ids: ServerIds | None = None) -> None:
-        self.keeper = IndexKeeper(config.store.path, server_ids)
+    def __init__(self, config: Config, subsonic: SubsonicSide | None = None) -> None:
+        self.keeper = IndexKeeper(config.store.path, subsonic.server_ids if subsonic else None)
         self.metrics = _metrics(config)
         try:
             self.server: ApiServer = bind(config, self.keeper, self.metrics)
@@ -32,6 +34,7 @@ class WebApi:
             if self.metrics is not None:
                 self.metrics.close()
             raise
+        self.server.subsonic = subsonic
         self._thread: threading.Thread | None = None
 
     @property

@@ -27,8 +27,9 @@ from urllib.parse import parse_qsl, urlsplit
 from tunescout.config import Config
 from tunescout.errors import ApiError, ConfigError, StoreError
 from tunescout.store.reader import StoreReader
-from tunescout.webapi import answers
+from tunescout.webapi import answers, opensubsonic
 from tunescout.webapi.index import IndexKeeper, TrackIndex
+from tunescout.webapi.opensubsonic import SubsonicFailure, SubsonicSide
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ApiServer(ThreadingHTTPServer):
         self.metrics = metrics  # webapi.metrics.Metrics, None without prometheus-client
         self.token = config.http.token.encode() if config.http.token else None
         self.slots = threading.BoundedSemaphore(config.http.max_clients)
+        self.subsonic: SubsonicSide | None = None  # the link to the [subsonic] server, if any
         super().__init__(address, ApiHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -93,7 +95,11 @@ class ApiHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         started = time.monotonic()
         parts = urlsplit(self.path)
-        endpoint = parts.path if parts.path in (*ROUTES, "/api/status", "/metrics", "/") else "other"
+        if parts.path.startswith("/rest/"):
+            self._opensubsonic(parts.path, parts.query, started)
+            return
+        endpoint = (parts.path if parts.path in (*ROUTES, "/api/status", "/api/health", "/metrics", "/")
+                    else "other")
         status = HTTPStatus.OK
         try:
             if self.headers.get("Content-Length", "0") not in ("", "0"):
@@ -119,8 +125,12 @@ class ApiHandler(BaseHTTPRequestHandler):
     def _answer(self, path: str, query: Mapping[str, str]) -> Any:
         if path == "/api/status":
             return _status(self.server.config.store.path)
+        if path == "/api/health":  # the liveness probe of the Lyrion AudioMuse-AI plugin
+            return {"status": "ok"}
         if path == "/":
-            return {"service": "tunescout", "endpoints": [*ROUTES, "/api/status", "/metrics"]}
+            return {"service": "tunescout", "endpoints": [
+                *ROUTES, "/api/status", "/api/health", "/metrics", "/rest/getSonicSimilarTracks",
+                "/rest/findSonicPath", "/rest/getOpenSubsonicExtensions"]}
         route = ROUTES.get(path)
         if route is None:
             raise ApiError(404, f"no endpoint {path}; see /")
@@ -129,6 +139,39 @@ class ApiHandler(BaseHTTPRequestHandler):
             why = self.server.keeper.error or "the library is being indexed"
             raise ApiError(503, f"not ready: {why}; try again shortly")
         return route(index, query)
+
+    def _opensubsonic(self, path: str, raw_query: str, started: float) -> None:
+        """An OpenSubsonic request: its envelope, status "failed" with a Subsonic code on errors."""
+        method = opensubsonic.method_of(path)
+        query: dict[str, str] = {}
+        try:
+            query = dict(parse_qsl(raw_query, keep_blank_values=True, max_num_fields=32))
+            if method is None:
+                raise SubsonicFailure(opensubsonic.GENERIC, f"tunescout answers only "
+                                      f"{', '.join(opensubsonic.METHODS)}", 404)
+            if method not in opensubsonic.PUBLIC:
+                try:
+                    self._authorise()
+                except ApiError as exc:
+                    raise SubsonicFailure(opensubsonic.WRONG_LOGIN, str(exc), 401) from exc
+            index = (self.server.keeper.wait_ready(FIRST_INDEX_WAIT_S)
+                     if method in ("getSonicSimilarTracks", "findSonicPath") else None)
+            response = opensubsonic.envelope(opensubsonic.answer(method, query, index,
+                                                                 self.server.subsonic))
+            status = HTTPStatus.OK
+        except SubsonicFailure as exc:
+            response, status = opensubsonic.envelope(None, exc), HTTPStatus(exc.http_status)
+        except Exception:  # an answer must never be a traceback: log it, say so
+            log.exception("http api: %s failed", path, extra={"EVENT": "http_error"})
+            failure = SubsonicFailure(opensubsonic.GENERIC,
+                                      "internal error; the daemon's log has the details")
+            response, status = opensubsonic.envelope(None, failure), HTTPStatus.INTERNAL_SERVER_ERROR
+        body, content_type = opensubsonic.render(response, query.get("f", "xml"))
+        self._send(status, body, content_type)
+        if self.server.metrics is not None:
+            endpoint = f"/rest/{method}" if method else "other"
+            self.server.metrics.requests.labels(endpoint, str(int(status))).inc()
+            self.server.metrics.latency.labels(endpoint).observe(time.monotonic() - started)
 
     def _authorise(self) -> None:
         token = self.server.token
