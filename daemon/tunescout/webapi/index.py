@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from tunescout.errors import StoreError
 from tunescout.playlists.catalogue import Catalogue, Track
-from tunescout.playlists.request import DEFAULT_WEIGHTS
-from tunescout.playlists.vectors import FloatArray, column_weights
+from tunescout.playlists.request import DEFAULT_WEIGHTS, Rules
+from tunescout.playlists.space import Space
+from tunescout.playlists.vectors import FloatArray
 from tunescout.store.reader import StoreReader, TrackRow
 from tunescout.tagexpr import normalise_text, tag_texts
 
@@ -50,10 +52,14 @@ class TrackIndex:
     by_id: Mapping[str, int]
     artists: tuple[Artist, ...]
     artist_keys: Mapping[str, int]  # folded name, and id, -> position in `artists`
-    weighted: FloatArray  # the catalogue's matrix with the default group weights
+    space: Space  # the weighted matrix (default group weights), its norms, the copy masks
     centroids: FloatArray  # (artists, D): each artist's mean weighted vector
     version: tuple[object, ...]
     server_ids: bool  # the ids are the Subsonic server's
+
+    def weighted(self, rows: npt.NDArray[np.intp] | int) -> FloatArray:
+        """Return rows of the catalogue's matrix with the default group weights (float64)."""
+        return self.space.rows(rows)
 
     @classmethod
     def build(cls, rows: Sequence[TrackRow], version: tuple[object, ...],
@@ -70,12 +76,14 @@ class TrackIndex:
         for position, artist in enumerate(artists):
             keys.setdefault(normalise_text(artist.name), position)
             keys.setdefault(artist.id, position)
-        weighted = cat.matrix.values * column_weights(cat.matrix.layout, DEFAULT_WEIGHTS)
-        width = weighted.shape[1] if weighted.ndim == 2 else 0
-        centroids = (np.stack([weighted[list(a.members)].mean(axis=0) for a in artists])
+        space = Space(cat, DEFAULT_WEIGHTS)
+        space.base_mask(Rules())  # the requests' masks, made here rather than by the first request
+        width = cat.matrix.values.shape[1] if cat.matrix.values.ndim == 2 else 0
+        centroids = (np.stack([space.rows(np.asarray(a.members, dtype=np.intp)).mean(axis=0)
+                               for a in artists])
                      if artists else np.zeros((0, width)))
         return cls(cat, ids, {ident: i for i, ident in enumerate(ids)}, tuple(artists), keys,
-                   weighted, centroids, version, server is not None)
+                   space, centroids, version, server is not None)
 
 
 def _artists(tracks: Sequence[Track], server_ids: Sequence[str | None]) -> list[Artist]:
