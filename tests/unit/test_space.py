@@ -172,3 +172,21 @@ def test_ties_at_the_cut_fall_back_to_every_candidate() -> None:
     assert distances.exact[candidates].all()
     _, base = plain_distances(weighted_matrix(cat, DEFAULT_WEIGHTS), [0], np.ones(1))
     assert base[shortlist].max() <= np.partition(base[candidates], 1999)[1999]
+
+
+def test_similarity_picks_do_not_depend_on_the_shortlist_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Similarity order starts from a short shortlist (its cost is the rank): the picks are those
+    of a shortlist holding every candidate, the rules included, also when it has to grow."""
+    from tunescout.playlists import walk
+
+    cat = Catalogue.build(synthetic_tracks(per_cluster=750, artists=6, seed=13))
+    space = Space(cat, DEFAULT_WEIGHTS)
+    cases = [(seed, rules) for seed in (0, 800, 1700, 2999) for rules in (
+        Rules(length=20, order="similarity"), Rules(length=60, order="similarity", artist_spacing=8),
+        Rules(length=30, order="similarity", key_compatible=True, bpm_tolerance_pct=2.0))]
+    short = [shape(similar_playlist(cat, [seed], rules, space=space)) for seed, rules in cases]
+    monkeypatch.setattr(walk, "RANKED_MIN", 10**9)
+    assert short == [shape(similar_playlist(cat, [seed], rules)) for seed, rules in cases]
+    # 6 artists to a cluster and a spacing of 8: the list reaches into other clusters, beyond
+    # the first shortlist (8 × 60 of the seed's own 750)
+    assert {p.parent for p, *_ in short[1][0]} != {cat.tracks[0].path.parent}

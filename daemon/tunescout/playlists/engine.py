@@ -115,7 +115,7 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
     mask = candidate_mask(cat, rules, fast)
     if rules.bpm_tolerance_pct is not None:
         mask &= near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
-    walk = Walk(cat, rules, base, np.flatnonzero(mask), shortlist)
+    walk = Walk(cat, rules, base, np.flatnonzero(mask), shortlist, cost_is_rank=rules.order == "similarity")
     for seed in seeds:
         walk.place(seed, -1 - len(queued))
     for back, index in enumerate(reversed(queued)):

@@ -20,6 +20,11 @@ from tunescout.playlists.vectors import FloatArray
 
 SHORTLIST_PER_TRACK = 40
 SHORTLIST_MIN = 2000
+# When the cost of a pick is the score the shortlist is ranked by (similarity order), the cheapest
+# fitting track of a shortlist is the cheapest of all whenever the shortlist holds one that fits
+# (and when it holds none, it grows): the length of the shortlist changes the time, not the picks.
+RANKED_PER_TRACK = 8
+RANKED_MIN = 200
 _NEVER = np.iinfo(np.int64).max // 4
 
 StepCost = Callable[[int, int, IntArray], tuple[FloatArray, dict[str, npt.NDArray[np.bool_]]]]
@@ -33,14 +38,17 @@ class Walk:
     the artist and album spacing kept unless nothing else fits."""
 
     def __init__(self, cat: Catalogue, rules: Rules, order_by: FloatArray, candidates: IntArray,
-                 nearest: Callable[[IntArray, int], IntArray] | None = None) -> None:
+                 nearest: Callable[[IntArray, int], IntArray] | None = None, *,
+                 cost_is_rank: bool = False) -> None:
         self.cat = cat
         self.rules = rules
         self.order_by = order_by  # the base score that ranks the shortlist
         self.candidates = candidates
         # a Space's distances: the `size` candidates of the lowest score, made exact
         self.nearest = nearest
-        self.size = min(len(candidates), max(SHORTLIST_PER_TRACK * rules.length, SHORTLIST_MIN))
+        per_track, least = ((RANKED_PER_TRACK, RANKED_MIN) if cost_is_rank
+                            else (SHORTLIST_PER_TRACK, SHORTLIST_MIN))
+        self.size = min(len(candidates), max(per_track * rules.length, least))
         self.shortlist = self._shortlist()
         self.used = np.zeros(len(cat), dtype=bool)  # recordings already placed
         # first position a track may take, and the first it may not, per spacing

@@ -86,6 +86,9 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     server: ApiServer
     timeout = CLIENT_TIMEOUT_S
+    # TCP_NODELAY: the headers and the body go out in two writes; with Nagle the body waited for
+    # the client's delayed ACK of the headers, 40 ms on every keep-alive request
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive: a plugin asking often reuses its connection
     server_version = "tunescout"
     sys_version = ""
