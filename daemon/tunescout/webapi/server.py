@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 CLIENT_TIMEOUT_S = 10.0  # a client that sends nothing for this long is dropped
 MAX_REQUEST_LINE = 8192
 FIRST_INDEX_WAIT_S = 2.0  # a request right after start waits this long for the first index
+ANSWERING_AT_ONCE = 2  # answers computed at once (one per core of a small server); the rest queue
+# in order: 200 threads taking turns at the GIL answered some requests in ms and others in 10 s
 Route = Callable[[TrackIndex, Mapping[str, str]], Any]
 ROUTES: dict[str, Route] = {
     "/api/similar_tracks": answers.similar_tracks,
@@ -57,6 +59,7 @@ class ApiServer(ThreadingHTTPServer):
         self.metrics = metrics  # webapi.metrics.Metrics, None without prometheus-client
         self.token = config.http.token.encode() if config.http.token else None
         self.slots = threading.BoundedSemaphore(config.http.max_clients)
+        self.answering = threading.BoundedSemaphore(ANSWERING_AT_ONCE)  # waiters wake first come first
         super().__init__(address, ApiHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -131,7 +134,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         if index is None:
             why = self.server.keeper.error or "the library is being indexed"
             raise ApiError(503, f"not ready: {why}; try again shortly")
-        return route(index, query)
+        with self.server.answering:
+            return route(index, query)
 
     def _authorise(self) -> None:
         token = self.server.token
