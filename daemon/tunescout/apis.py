@@ -7,6 +7,7 @@ asks for it.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from tunescout.config import Config
@@ -23,10 +24,14 @@ class ApiServer:
 
     def __init__(self) -> None:
         self.webapi: WebApi | None = None
+        # systemd passed a socket (tunescout.socket): read before the API takes it and clears the
+        # variables, so that a reload restarting the API knows it is there
+        self.socket_passed = os.environ.get("LISTEN_PID") == str(os.getpid())
 
     def start(self, config: Config) -> None:
-        """Bind and serve the HTTP API when `[http]` asks for it; a taken port is a ConfigError."""
-        if config.http.listen is None:
+        """Bind and serve the HTTP API when `[http]` asks for it or systemd passed a socket for it
+        (tunescout.socket); a taken port is a ConfigError."""
+        if config.http.listen is None and not self.socket_passed:
             return
         from tunescout.webapi import WebApi  # numpy: only with the API configured
 
@@ -51,3 +56,4 @@ class ApiServer:
         if self.webapi is not None:
             self.webapi.stop()
             self.webapi = None
+
