@@ -139,8 +139,9 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
             break
         taken[nearest[chosen]] += 1
     refs = [int(seeds[nearest[i]]) for i in walk.picks]
+    names = {r: f"seed {label(cat.tracks[r])}" for r in set(refs)}  # a label reads the tags: once a seed
     entries = explain_picks(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
-                            [f"seed {label(cat.tracks[r])}" for r in refs], before, walk.relaxed)
+                            [names[r] for r in refs], before, walk.relaxed)
     return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds),
                     shortfall(rules, entries, walk.stopped_by), walk.stopped_by)
 
