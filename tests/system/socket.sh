@@ -140,5 +140,15 @@ ask /api/status >/dev/null || fail "GET /api/status after the stop"
 ok "started again by the next request"
 systemctl stop tunescout tunescout.socket
 
+step "without the socket, http.listen is refused clearly: the unit allows no IP sockets"
+printf '[http]\nlisten = "127.0.0.1:8765"\n' >>"$CFG"
+if timeout 120 systemctl start tunescout; then fail "the daemon started with http.listen and no socket"; fi
+journalctl --sync
+journalctl --no-pager -u tunescout -o cat | grep -q "may not open IP sockets.*enable tunescout.socket" \
+  || fail "no line saying the unit allows no IP sockets and naming tunescout.socket"
+journalctl --no-pager -u tunescout -o cat | grep -q Traceback && fail "a traceback in the journal"
+ok "$(journalctl --no-pager -u tunescout -o cat | grep -m1 'may not open IP sockets')"
+systemctl reset-failed tunescout
+
 echo
 echo "ALL SOCKET CHECKS PASSED"
