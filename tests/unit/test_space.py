@@ -190,3 +190,23 @@ def test_similarity_picks_do_not_depend_on_the_shortlist_length(monkeypatch: pyt
     # 6 artists to a cluster and a spacing of 8: the list reaches into other clusters, beyond
     # the first shortlist (8 × 60 of the seed's own 750)
     assert {p.parent for p, *_ in short[1][0]} != {cat.tracks[0].path.parent}
+
+
+def test_the_http_index_leaves_suspect_files_out(index: TrackIndex) -> None:
+    """A file decoded only in part is no answer of similar_tracks (as in every playlist)."""
+    from tunescout.store.reader import TrackRow
+
+    cat = index.catalogue
+
+    def rows(warning: str | None) -> list[TrackRow]:
+        return [TrackRow(t.path, t.digest, t.duration_s, dict(t.tags),
+                         {g: dict(v) for g, v in t.features.items()}, id=i + 1,
+                         decode_warning=warning if i == 1 else None)
+                for i, t in enumerate(cat.tracks)]
+
+    ask = {"item_id": "1", "n": str(len(cat) - 1), "eliminate_duplicates": "false"}
+    clean = answers.similar_tracks(TrackIndex.build(rows(None), ("v",)), ask)
+    assert "2" in {i["item_id"] for i in clean}
+    suspect = TrackIndex.build(rows("truncated: 60 % decoded"), ("v",))
+    assert suspect.catalogue.suspect[1]
+    assert "2" not in {i["item_id"] for i in answers.similar_tracks(suspect, ask)}

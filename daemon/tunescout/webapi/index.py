@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from tunescout.errors import StoreError
 from tunescout.playlists.catalogue import Catalogue, Track
+from tunescout.playlists.keeper import tracks_from_rows
 from tunescout.playlists.request import DEFAULT_WEIGHTS, Rules
 from tunescout.playlists.space import Space
 from tunescout.playlists.vectors import FloatArray
@@ -67,7 +68,7 @@ class TrackIndex:
         """Index the analysed rows; with `server`, only the tracks the server knows, by its ids."""
         if server is not None:
             rows = [r for r in rows if r.path in server]
-        tracks = [Track(r.path, r.digest, r.duration_s, r.tags, r.features) for r in rows]
+        tracks = tracks_from_rows(rows)  # with sizes (the copy preferred) and decode warnings (suspect)
         cat = Catalogue.build(tracks)
         ids = tuple(server[r.path][0] if server is not None else str(r.id) for r in rows)
         artist_ids = [server[r.path][1] if server is not None else None for r in rows]
