@@ -149,10 +149,10 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
 def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray,
                 shortlist: IntArray) -> Callable[[int, int, IntArray], FloatArray]:
     """Return the per-position cost of each shortlisted track for the requested order."""
-    top = np.sort(base[shortlist])[: rules.length]
-    typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
     if rules.order == "similarity":
         return lambda pos, prev, rows: base[rows]
+    top = np.sort(base[shortlist])[: rules.length]
+    typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
     if rules.order == "flow":
         def flow(pos: int, prev: int, rows: IntArray) -> FloatArray:
             return base[rows] / typical + FLOW_WEIGHT * _transition(cat, prev, rows)

@@ -109,8 +109,9 @@ def _representatives(index: TrackIndex, artist: int, towards: int) -> list[dict[
 def _song(index: TrackIndex, entry: Entry) -> dict[str, Any]:
     track: Track = entry.track
     row = index.catalogue.by_path[track.path]
-    return {"item_id": index.ids[row], "title": track.title, "author": track.artist,
-            "album": track.album, "distance": round(float(entry.why.distance), 4)}
+    title, author, album = index.names(row)
+    return {"item_id": index.ids[row], "title": title, "author": author, "album": album,
+            "distance": round(float(entry.why.distance), 4)}
 
 
 def _playlist(build: Any) -> tuple[Entry, ...]:

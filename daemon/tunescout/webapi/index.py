@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,16 @@ class TrackIndex:
     centroids: FloatArray  # (artists, D): each artist's mean weighted vector
     version: tuple[object, ...]
     server_ids: bool  # the ids are the Subsonic server's
+    # each answered track's words, filled as requests name them (a dict: set atomically)
+    _names: dict[int, tuple[str, str, str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def names(self, row: int) -> tuple[str, str, str]:
+        """Return a track's (title, artist, album) as answers give them, read from its tags once."""
+        found = self._names.get(row)
+        if found is None:
+            track = self.catalogue.tracks[row]
+            found = self._names.setdefault(row, (track.title, track.artist, track.album))
+        return found
 
     def weighted(self, rows: npt.NDArray[np.intp] | int) -> FloatArray:
         """Return rows of the catalogue's matrix with the default group weights (float64)."""
