@@ -45,6 +45,7 @@ synthetic_library = _playlist.synthetic_library
 
 from support.config import cheap_sections, toml_text  # noqa: E402
 from support.http import free_port  # noqa: E402
+from tunescout.models import FEATURE_VERSIONS  # noqa: E402
 from tunescout.store.writer import StoreWriter  # noqa: E402
 
 CLIENT_PROCESSES = 4  # Python clients in one process would measure the client's GIL, not the server
@@ -67,8 +68,9 @@ def write_library(root: Path, n: int) -> tuple[Path, Path]:
                          (os.fsencode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                           track.digest, track.duration_s, json.dumps(dict(track.tags)), now, now))
             conn.executemany("INSERT INTO features (digest, grp, version, vals, computed_at) "
-                             "VALUES (?, ?, 1, ?, ?)",
-                             [(track.digest, g, json.dumps(v), now) for g, v in track.features.items()])
+                             "VALUES (?, ?, ?, ?, ?)",  # the current versions: nothing to re-analyse
+                             [(track.digest, g, FEATURE_VERSIONS[g], json.dumps(v), now)
+                              for g, v in track.features.items()])
     ids = [row[0] for row in conn.execute("SELECT id FROM files")]
     conn.close()
     (root / "ids.json").write_text(json.dumps(ids))

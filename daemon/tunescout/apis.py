@@ -9,6 +9,7 @@ link's `server_ids` is the index's hook) and playlists with `subsonic = true` ar
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ class ApiServer:
         self._wake = wake
         self.webapi: WebApi | None = None
         self.subsonic: SubsonicLink | None = None
+        # systemd passed a socket (tunescout.socket): read before the API takes it and clears the
+        # variables, so that a reload restarting the API knows it is there
+        self.socket_passed = os.environ.get("LISTEN_PID") == str(os.getpid())
 
     @property
     def changes(self) -> int:
@@ -48,7 +52,7 @@ class ApiServer:
         if config.subsonic.url is not None:
             self.subsonic = SubsonicLink(config.subsonic, config.library.paths, self._wake)
             self.subsonic.start()
-        if config.http.listen is None:
+        if config.http.listen is None and not self.socket_passed:
             return
         from tunescout.webapi import WebApi  # numpy: only with the API configured
 

@@ -155,8 +155,37 @@ def test_the_http_dropin_verifies(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-@pytest.mark.xfail(strict=True, reason="the drop-in rates 1.1 (PrivateNetwork=no, AF_INET): socket "
-                   "activation (a tunescout.socket handing the daemon its listening socket) would "
-                   "keep PrivateNetwork=yes; not done yet")
-def test_the_http_dropin_keeps_exposure_at_most_one(tmp_path: Path) -> None:
-    assert _exposure(local_copy(tmp_path, HTTP_DROPIN.read_text())) <= MAX_EXPOSURE
+SOCKET = REPO / "systemd" / "tunescout.socket"
+
+
+def test_the_socket_unit_verifies_beside_the_service(tmp_path: Path) -> None:
+    local_copy(tmp_path)
+    shutil.copy(SOCKET, tmp_path / "tunescout.socket")
+    result = analyze("verify", str(tmp_path / "tunescout.socket"), str(tmp_path / "tunescout.service"))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_socket_activation_keeps_exposure_at_most_one(tmp_path: Path) -> None:
+    """With tunescout.socket the service needs nothing more: the unit as shipped serves HTTP
+    (PrivateNetwork=yes, AF_UNIX only), so the exposure stays where it was."""
+    unit = local_copy(tmp_path)
+    shutil.copy(SOCKET, tmp_path / "tunescout.socket")
+    assert _exposure(unit) <= MAX_EXPOSURE
+    service = {key: values[-1] for key, values in directives(unit.read_text()).items()}
+    assert service["PrivateNetwork"] == "yes"
+    assert service["RestrictAddressFamilies"] == "AF_UNIX"
+    assert service["IPAddressDeny"] == "any"
+    socket_unit = directives(SOCKET.read_text())
+    assert socket_unit["ListenStream"] == ["127.0.0.1:8765"]  # loopback: no token needed
+    assert socket_unit.get("Accept", ["no"]) == ["no"]  # one daemon, handed the listening socket
+    assert socket_unit["IPAddressAllow"] == ["localhost"] and socket_unit["IPAddressDeny"] == ["any"]
+    assert "Service" not in socket_unit, "the socket's service is tunescout.service, by its name"
+
+
+def test_without_the_socket_the_http_dropin_rates_above_one(tmp_path: Path) -> None:
+    """The drop-in that lets the daemon make its own IP sockets (for [subsonic], which connects
+    out) costs exposure: the README says so and recommends the socket."""
+    result = analyze("security", "--offline=yes", str(local_copy(tmp_path, HTTP_DROPIN.read_text())))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) > MAX_EXPOSURE

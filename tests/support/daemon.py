@@ -104,13 +104,15 @@ class Daemon:
 
     `notify` is the NOTIFY_SOCKET address (a path, or `@name`); `log_target` the `--log-target`
     (None: the config's); `identifier` the journal's SYSLOG_IDENTIFIER; `env` more variables;
-    `shell_prefix` runs the daemon as `sh -c 'PREFIX exec tunescout …'` (the pid stays the same).
+    `shell_prefix` runs the daemon as `sh -c 'PREFIX exec tunescout …'` (the pid stays the same);
+    `wrapper` is an argv that execs the rest (support/listen_fds.py), `pass_fds` its descriptors.
     """
 
     def __init__(self, library: Library, *, env: Mapping[str, str] | None = None,
                  notify: str | None = None, log_target: str | None = "stderr",
                  identifier: str | None = None, args: Sequence[str] = (),
-                 shell_prefix: str | None = None) -> None:
+                 shell_prefix: str | None = None, wrapper: Sequence[str] = (),
+                 pass_fds: Sequence[int] = ()) -> None:
         self.library = library
         self.identifier = identifier
         variables = dict(env or {})
@@ -123,10 +125,12 @@ class Daemon:
             argv += ["--log-target", log_target]
         if shell_prefix is not None:  # `exec` keeps the pid, as systemd's own exec does
             argv = ["/bin/sh", "-c", f'{shell_prefix} exec "$@"', "sh", *argv]
+        argv = [*wrapper, *argv]
         self.output = _new_file(library.root, "daemon{}.log")
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(argv, env=daemon_env(**variables), cwd=library.root,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                         pass_fds=tuple(pass_fds))
 
     @property
     def pid(self) -> int:

@@ -3,11 +3,15 @@
 A `Catalogue` indexes a library once: standardised vectors, tempo, Camelot key, loudness, and
 which tracks share a recording, an artist or an album. Each playlist is one linear pass over the
 weighted (N, D) matrix for the base score, then a greedy walk that picks one track per position
-from a shortlist: the cheapest track that breaks no rule (no recording twice, key-compatible
-and tempo steps, the ramp, seed quotas) and keeps the artist and album spacing. When the shortlist
-runs dry it grows fourfold, up to every candidate; nothing is ever compared pairwise over the
-whole library. Spacing is a preference: when it alone stops the list it is relaxed, and the entry
-says so. A hard rule never bends: the list stops there and names the rule (`stopped_by`).
+from a shortlist (walk.py): the cheapest track that breaks no rule (no recording twice,
+key-compatible and tempo steps, the ramp, seed quotas) and keeps the artist and album spacing.
+Spacing is a preference: when it alone stops the list it is relaxed, and the entry says so. A hard
+rule never bends: the list stops there and names the rule (`stopped_by`).
+
+Given a `Space` (space.py: the weighted matrix, its norms and the seed-independent masks, kept
+per library change by whoever asks often: the HTTP API, the radio), a playlist skips rebuilding
+them and finds the distances by one product per seed, made exact on the shortlist: the same
+answers, a fraction of the time.
 """
 
 from __future__ import annotations
@@ -24,18 +28,17 @@ from tunescout.playlists.camelot import KEY_COMPATIBLE, KEY_DISTANCE
 from tunescout.playlists.catalogue import Catalogue, IntArray
 from tunescout.playlists.explain import Playlist, explain_picks, label, shortfall
 from tunescout.playlists.request import Rules
+from tunescout.playlists.space import Space, plain_distances, weighted_matrix
 from tunescout.playlists.steps import near_tempo, octave_steps, squared_distances, within_tolerance
 from tunescout.playlists.vectors import FloatArray, column_weights
+from tunescout.playlists.walk import Walk
 from tunescout.tagexpr import parse_where
 
 FLOW_WEIGHT = 0.6  # how much a smooth step counts against closeness to the seed
 RAMP_WEIGHT = 1.0
 TEMPO_UNIT = math.log2(1.04)  # a 4 % tempo step costs as much as one Camelot step
 RAMP_UNIT = math.log2(1.02)
-SHORTLIST_PER_TRACK = 40
-SHORTLIST_MIN = 2000
 RAMP_SLACK_PCT = 10.0  # a ramp's track lies within this of its position's tempo (or --bpm-tolerance)
-_NEVER = np.iinfo(np.int64).max // 4
 
 
 # --- filters -------------------------------------------------------------------------------------
@@ -47,17 +50,21 @@ def _within(values: FloatArray, bounds: tuple[float, float]) -> npt.NDArray[np.b
         return (values >= low) & (values <= high)  # NaN (unknown) is never within
 
 
-def candidate_mask(cat: Catalogue, rules: Rules) -> npt.NDArray[np.bool_]:
+def candidate_mask(cat: Catalogue, rules: Rules, space: Space | None = None) -> npt.NDArray[np.bool_]:
     """Return which tracks pass the filters that do not depend on the seed or the order.
 
     Of each recording only the preferred copy (rules.prefer) is a candidate; files decoded only
-    in part and tracks shorter than rules.min_duration_s are left out unless asked for.
+    in part and tracks shorter than rules.min_duration_s are left out unless asked for (a
+    `space` keeps these three, the same for every request, from one request to the next).
     """
-    mask = cat.copies_used(rules.prefer)
-    if not rules.include_suspect:
-        mask &= ~cat.suspect
-    if rules.min_duration_s > 0:
-        mask &= _within(cat.duration_s, (rules.min_duration_s, math.inf))
+    if space is not None and space.cat is cat:
+        mask = space.base_mask(rules)
+    else:
+        mask = cat.copies_used(rules.prefer)
+        if not rules.include_suspect:
+            mask &= ~cat.suspect
+        if rules.min_duration_s > 0:
+            mask &= _within(cat.duration_s, (rules.min_duration_s, math.inf))
     if rules.bpm_range is not None:
         mask &= _within(cat.tempo_bpm, rules.bpm_range)
     if rules.duration_range_s is not None:
@@ -76,129 +83,12 @@ def candidate_mask(cat: Catalogue, rules: Rules) -> npt.NDArray[np.bool_]:
     return mask
 
 
-# --- the greedy walk -----------------------------------------------------------------------------
-
-StepCost = Callable[[int, int, IntArray], tuple[FloatArray, dict[str, npt.NDArray[np.bool_]]]]
-"""(position, previous index or -1, shortlist) → (cost, each hard rule's feasibility) over the shortlist."""
-
-_SPACINGS = ("album spacing", "artist spacing")  # given up in this order when nothing else fits
-
-
-class _Walk:
-    """Pick one track per position, cheapest first: never a recording twice nor a hard rule broken,
-    the artist and album spacing kept unless nothing else fits."""
-
-    def __init__(self, cat: Catalogue, rules: Rules, order_by: FloatArray, candidates: IntArray) -> None:
-        self.cat = cat
-        self.rules = rules
-        self.order_by = order_by  # the base score that ranks the shortlist
-        self.candidates = candidates
-        self.size = min(len(candidates), max(SHORTLIST_PER_TRACK * rules.length, SHORTLIST_MIN))
-        self.shortlist = self._shortlist()
-        self.used = np.zeros(len(cat), dtype=bool)  # recordings already placed
-        # first position a track may take, and the first it may not, per spacing
-        self.free_from = {kind: np.zeros(len(cat), dtype=np.int64) for kind in _SPACINGS}
-        self.free_until = {kind: np.full(len(cat), _NEVER, dtype=np.int64) for kind in _SPACINGS}
-        self.picks: list[int] = []
-        self.relaxed: dict[int, str] = {}  # pick number -> the spacing given up for it
-        self.stopped_by: str | None = None
-        self.anchor_played = False  # a path's A is played: the first step is a real step
-
-    def _shortlist(self) -> IntArray:
-        if self.size >= len(self.candidates):
-            return self.candidates
-        scores = self.order_by[self.candidates]
-        return self.candidates[np.argpartition(scores, self.size - 1)[: self.size]]
-
-    def _kin(self, index: int) -> dict[str, list[Sequence[int]]]:
-        cat = self.cat
-        album = [cat.album_members[cat.album[index]]] if cat.album[index] >= 0 else []
-        return {"artist spacing": [cat.artist_members[a] for a in cat.artists[index]],
-                "album spacing": album}
-
-    def _spacing(self, kind: str) -> int:
-        return self.rules.artist_spacing if kind == "artist spacing" else self.rules.album_spacing
-
-    def place(self, index: int, position: int) -> None:
-        """Record a track at a position (-1: a seed before the list): block its recording and kin."""
-        self.used[self.cat.recording_members[self.cat.recording[index]]] = True
-        for kind, groups in self._kin(index).items():
-            for members in groups:
-                rows = np.asarray(members, dtype=np.intp)
-                free = self.free_from[kind]
-                free[rows] = np.maximum(free[rows], position + self._spacing(kind))
-
-    def reserve_end(self, index: int, position: int) -> None:
-        """Keep an anchor's recording, artist and album out of the positions just before it."""
-        self.used[self.cat.recording_members[self.cat.recording[index]]] = True
-        for kind, groups in self._kin(index).items():
-            for members in groups:
-                rows = np.asarray(members, dtype=np.intp)
-                until = self.free_until[kind]
-                until[rows] = np.minimum(until[rows], position - self._spacing(kind) + 1)
-
-    def _spaced(self, kind: str, rows: IntArray, position: int) -> npt.NDArray[np.bool_]:
-        return np.asarray((self.free_from[kind][rows] <= position) & (position < self.free_until[kind][rows]))
-
-    def step(self, position: int, previous: int, cost: StepCost) -> int | None:
-        """Return the track for this position, growing the shortlist when nothing there fits.
-
-        With every candidate in view and still nothing, the spacings are given up one by one
-        (album first); failing that the walk stops and `stopped_by` names the hard rule.
-        """
-        while True:
-            rows = self.shortlist
-            values, hard = cost(position, previous, rows)
-            chained = previous >= 0 and (bool(self.picks) or self.anchor_played)
-            if self.rules.key_compatible and chained and self.cat.camelot[previous] < 24:
-                hard = {**hard, "--key-compatible": KEY_COMPATIBLE[self.cat.camelot[previous],
-                                                                   self.cat.camelot[rows]]}
-            fresh = ~self.used[rows]
-            for name in hard.values():
-                fresh = fresh & name
-            spaced = [self._spaced(kind, rows, position) for kind in _SPACINGS]
-            ok = fresh & spaced[0] & spaced[1]
-            if ok.any():
-                return self._take(rows, values, ok, position, None)
-            if self.size < len(self.candidates):
-                self.size *= 4
-                self.shortlist = self._shortlist()
-                continue
-            for given_up, ok in (("album spacing", fresh & spaced[1]),
-                                 ("artist and album spacing", fresh)):
-                if ok.any():
-                    return self._take(rows, values, ok, position, given_up)
-            self.stopped_by = _blocking(~self.used[rows], hard)
-            return None
-
-    def _take(self, rows: IntArray, values: FloatArray, ok: npt.NDArray[np.bool_], position: int,
-              given_up: str | None) -> int:
-        best = int(rows[np.flatnonzero(ok)[np.argmin(values[ok])]])
-        if given_up is not None:
-            # say only what this pick actually breaks: album spacing alone, or artist spacing too
-            broken = [kind for kind in _SPACINGS if not self._spaced(kind, np.array([best]), position)[0]]
-            words = [k.split()[0] for k in sorted(broken)]
-            self.relaxed[len(self.picks)] = " and ".join(words) + " spacing" if words else given_up
-        self.place(best, position)
-        self.picks.append(best)
-        return best
-
-
-def _blocking(fresh: npt.NDArray[np.bool_], hard: dict[str, npt.NDArray[np.bool_]]) -> str | None:
-    """Return which hard rule stopped a walk (None: every candidate is used up)."""
-    if not fresh.any() or not hard:
-        return None
-    alone = [name for name in hard
-             if (fresh & np.logical_and.reduce([m for n, m in hard.items() if n != name] or [fresh])).any()]
-    return " or ".join(alone) if alone else " and ".join(hard)
-
-
 # --- similar to seeds ----------------------------------------------------------------------------
 
 
 def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
                      seed_weights: Sequence[float] | None = None,
-                     queued: Sequence[int] = ()) -> Playlist:
+                     queued: Sequence[int] = (), space: Space | None = None) -> Playlist:
     """Return tracks similar to one or more seeds (never the seeds), ordered as rules.order asks.
 
     With several seeds each gets a share of the playlist, filled from the tracks nearest to it,
@@ -207,6 +97,7 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
     divided by its weight, so a track must be that much closer to a lighter seed to count.
     `queued` are tracks already lined up before the new ones (the radio's queue, oldest first):
     never picked again, the spacing rules count them, and the flow continues from the last.
+    `space` (built for this catalogue and the rules' weights) makes it faster, not different.
     """
     rules.check()
     if not seeds:
@@ -214,15 +105,17 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
     weights = np.asarray(seed_weights if seed_weights is not None else [1.0] * len(seeds), dtype=np.float64)
     if len(weights) != len(seeds) or not np.all(weights > 0):
         raise PlaylistError("every seed needs a weight above zero")
-    weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
-    squared = np.stack([squared_distances(weighted, weighted[s]) / w**2
-                        for s, w in zip(seeds, weights, strict=True)])
-    nearest = np.argmin(squared, axis=0)
-    base = np.sqrt(squared[nearest, np.arange(len(cat))])
-    mask = candidate_mask(cat, rules)
+    fast = space if space is not None and space.serves(cat, rules) else None
+    if fast is not None:
+        distances = fast.distances(seeds, weights)
+        nearest, base, shortlist = distances.nearest, distances.base, distances.shortlist
+    else:
+        nearest, base = plain_distances(weighted_matrix(cat, rules.weights), seeds, weights)
+        shortlist = None
+    mask = candidate_mask(cat, rules, fast)
     if rules.bpm_tolerance_pct is not None:
         mask &= near_tempo(cat.tempo_bpm, [cat.tempo_bpm[s] for s in seeds], rules.bpm_tolerance_pct)
-    walk = _Walk(cat, rules, base, np.flatnonzero(mask))
+    walk = Walk(cat, rules, base, np.flatnonzero(mask), shortlist, cost_is_rank=rules.order == "similarity")
     for seed in seeds:
         walk.place(seed, -1 - len(queued))
     for back, index in enumerate(reversed(queued)):
@@ -246,8 +139,9 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
             break
         taken[nearest[chosen]] += 1
     refs = [int(seeds[nearest[i]]) for i in walk.picks]
+    names = {r: f"seed {label(cat.tracks[r])}" for r in set(refs)}  # a label reads the tags: once a seed
     entries = explain_picks(cat, rules, walk.picks, [cat.matrix.values[r] for r in refs],
-                            [f"seed {label(cat.tracks[r])}" for r in refs], before, walk.relaxed)
+                            [names[r] for r in refs], before, walk.relaxed)
     return Playlist("similar", entries, tuple(cat.tracks[s] for s in seeds),
                     shortfall(rules, entries, walk.stopped_by), walk.stopped_by)
 
@@ -255,10 +149,10 @@ def similar_playlist(cat: Catalogue, seeds: Sequence[int], rules: Rules, *,
 def _order_cost(cat: Catalogue, rules: Rules, base: FloatArray,
                 shortlist: IntArray) -> Callable[[int, int, IntArray], FloatArray]:
     """Return the per-position cost of each shortlisted track for the requested order."""
-    top = np.sort(base[shortlist])[: rules.length]
-    typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
     if rules.order == "similarity":
         return lambda pos, prev, rows: base[rows]
+    top = np.sort(base[shortlist])[: rules.length]
+    typical = float(np.median(top)) if top.size and np.median(top) > 0 else 1.0
     if rules.order == "flow":
         def flow(pos: int, prev: int, rows: IntArray) -> FloatArray:
             return base[rows] / typical + FLOW_WEIGHT * _transition(cat, prev, rows)
@@ -328,7 +222,8 @@ def _transition(cat: Catalogue, prev: int, rows: IntArray) -> FloatArray:
 # --- a path from A to B --------------------------------------------------------------------------
 
 
-def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlist:
+def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules, *,
+                  space: Space | None = None) -> Playlist:
     """Return A, then tracks that move step by step towards B, then B: `rules.length` in all.
 
     Every track is projected on the segment A→B in the weighted space: `along` is how far (0 at
@@ -337,11 +232,13 @@ def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlis
     of a pick is its squared distance off the line (in units of the corridor's median) plus its
     squared distance from the target point (in steps): real libraries are not straight lines, and
     without the second term a path would leap ahead to wherever the line is well covered.
+    A `space` lends its masks; the projection is the plain one (one pass over the matrix).
     """
     rules.check()
     if start == end or cat.recording[start] == cat.recording[end]:
         raise PlaylistError("--from and --to are the same recording")
-    weighted = cat.matrix.values * column_weights(cat.matrix.layout, rules.weights)
+    fast = space if space is not None and space.serves(cat, rules) else None
+    weighted = weighted_matrix(cat, rules.weights)
     span = weighted[end] - weighted[start]
     span2 = float(span @ span) or 1e-12
     rel = weighted - weighted[start]
@@ -349,7 +246,8 @@ def path_playlist(cat: Catalogue, start: int, end: int, rules: Rules) -> Playlis
     off2 = np.maximum(np.einsum("ij,ij->i", rel, rel) - along**2 * span2, 0.0)
     length = max(rules.length, 2)
     inner = replace(rules, length=length)
-    walk = _Walk(cat, inner, off2, np.flatnonzero(candidate_mask(cat, rules) & (along > 0) & (along < 1)))
+    ahead = candidate_mask(cat, rules, fast) & (along > 0) & (along < 1)
+    walk = Walk(cat, inner, off2, np.flatnonzero(ahead))
     walk.place(start, -1)  # walk position p is playlist position p + 1
     walk.anchor_played = True
     walk.reserve_end(end, length - 2)

@@ -64,32 +64,36 @@ def explain_picks(cat: Catalogue, rules: Rules, picks: Sequence[int], refs: Sequ
     `refs` are the standardised (unweighted) vectors each pick is measured against; `relaxed`
     names, by position in `picks`, the spacing given up to place that pick.
     """
+    if not picks:
+        return ()
     entries = []
     previous = before
+    rows = np.asarray(picks, dtype=np.intp)  # every pick's distances by group in one pass
+    by_group = group_distances(cat.matrix, rows, np.asarray(refs).reshape(len(rows), -1)).tolist()
+    # each track's tempo and key read once (a Track reads them from its feature dicts)
+    tempo = {i: cat.tracks[i].tempo_bpm for i in {*picks, before} if i >= 0}
+    keys = {i: cat.tracks[i].camelot for i in tempo}
+    weights = [rules.weights.get(g, 0.0) for g in FEATURE_GROUPS]
     for i, index in enumerate(picks):
         track = cat.tracks[index]
-        row = np.array([index], dtype=np.intp)
-        groups = dict(zip(FEATURE_GROUPS, group_distances(cat.matrix, row, refs[i])[0].tolist(), strict=True))
-        total = math.sqrt(sum(rules.weights.get(g, 0.0) * d * d for g, d in groups.items()))
-        prev_track = cat.tracks[previous] if previous >= 0 else None
-        step, octave = _bpm_step(prev_track, track)
+        groups = dict(zip(FEATURE_GROUPS, by_group[i], strict=True))
+        total = math.sqrt(sum(w * d * d for w, d in zip(weights, by_group[i], strict=True)))
+        step, octave = _bpm_step(tempo[previous] if previous >= 0 else None, tempo[index])
         entries.append(Entry(track, Explanation(
-            reference=labels[i], distance=total, by_group=groups, bpm=track.tempo_bpm,
-            bpm_step_pct=step, key=track.camelot,
-            key_step=key_step(prev_track.camelot, track.camelot) if prev_track else None,
+            reference=labels[i], distance=total, by_group=groups, bpm=tempo[index],
+            bpm_step_pct=step, key=keys[index],
+            key_step=key_step(keys[previous], keys[index]) if previous >= 0 else None,
             bpm_octave=octave, relaxed=(relaxed or {}).get(i),
         )))
         previous = index
     return tuple(entries)
 
 
-def _bpm_step(before: Track | None, after: Track) -> tuple[float | None, int]:
+def _bpm_step(before: float | None, after: float | None) -> tuple[float | None, int]:
     """Return the tempo step from the track before, to the nearest octave (70 → 140 is 0 %)."""
-    if before is None or before.tempo_bpm is None or after.tempo_bpm is None:
+    if before is None or after is None or before <= 0 or after <= 0:
         return None, 0
-    if before.tempo_bpm <= 0 or after.tempo_bpm <= 0:
-        return None, 0
-    return step_pct(before.tempo_bpm, after.tempo_bpm)
+    return step_pct(before, after)
 
 
 def label(track: Track) -> str:

@@ -192,7 +192,8 @@ def column_weights(layout: Layout, weights: Mapping[str, float]) -> FloatArray:
 
 
 def group_distances(matrix: FeatureMatrix, rows: npt.NDArray[np.intp], ref: FloatArray) -> FloatArray:
-    """Return (len(rows), G) root-mean-square distances per group to a reference vector, in σ."""
+    """Return (len(rows), G) root-mean-square distances per group to a reference vector (or one
+    reference per row: `ref` of shape (len(rows), D)), in σ."""
     diff = matrix.values[rows] - ref
     out = np.empty((len(rows), len(FEATURE_GROUPS)))
     for g, group in enumerate(FEATURE_GROUPS):

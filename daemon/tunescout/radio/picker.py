@@ -1,8 +1,9 @@
 """Choose the radio's next tracks with the playlist engine, from the songs that seed it.
 
-The index (a `Catalogue`, seconds to build at 100,000 tracks) is built once and rebuilt when the
-analysed library changes, never per addition; a refill is then one pass of `similar_playlist`
-over the weighted matrix (see bench/playlist.py for its time at 10k and 100k tracks).
+The index (a `Catalogue`, seconds to build at 100,000 tracks, and its `Space`: the weighted
+matrix and the copy masks) is built once and rebuilt when the analysed library changes, never per
+addition; a refill is then one product per seed over the matrix and `similar_playlist`'s walk
+(see bench/playlist.py for its time at 10k and 100k tracks).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tunescout.playlists.explain import Playlist, label
 from tunescout.playlists.keeper import tracks_from_rows
 from tunescout.playlists.render import explain_text
 from tunescout.playlists.request import Rules
+from tunescout.playlists.space import Space
 from tunescout.radio.uris import UriMap
 from tunescout.store.reader import StoreReader
 
@@ -37,15 +39,16 @@ class Pick:
 
 
 def choose_next(cat: Catalogue, rules: Rules, seeds: Sequence[int], queued: Sequence[int],
-                exclude: Iterable[int], count: int) -> Playlist:
+                exclude: Iterable[int], count: int, space: Space | None = None) -> Playlist:
     """Return up to `count` tracks to follow `queued`, near `seeds` (newest first), never one of `exclude`.
 
-    The pure step a refill makes, apart from MPD: bench/playlist.py times it.
+    The pure step a refill makes, apart from MPD: bench/playlist.py times it. `space`, built for
+    `cat` and the rules' weights, makes it faster, not different.
     """
     digests = frozenset(cat.tracks[i].digest for i in [*exclude, *queued])
     weights = [SEED_DECAY**age for age in range(len(seeds))]
     rules = replace(rules, length=count, exclude_digests=rules.exclude_digests | digests)
-    return similar_playlist(cat, seeds, rules, seed_weights=weights, queued=queued)
+    return similar_playlist(cat, seeds, rules, seed_weights=weights, queued=queued, space=space)
 
 
 class Picker:
@@ -56,6 +59,7 @@ class Picker:
         self.uris = uris
         self.rules = rules
         self.catalogue: Catalogue | None = None
+        self.space: Space | None = None
         self.by_uri: dict[str, int] = {}
         self.outside = 0  # analysed tracks with no URI: outside MPD's music directory
         self._fingerprint: tuple[int, float, int] | None = None
@@ -78,6 +82,7 @@ class Picker:
             uri = self.uris.to_uri(track.path)
             if uri is not None:
                 by_uri.setdefault(uri, index)
+        self.space = Space(cat, self.rules.weights)
         self.catalogue, self.by_uri, self._fingerprint = cat, by_uri, fingerprint
         mapped = set(by_uri.values())
         self._outside_digests = frozenset(t.digest for i, t in enumerate(cat.tracks) if i not in mapped)
@@ -117,7 +122,7 @@ class Picker:
         queued_rows = _rows(self, queued, unique=False)
         exclude_rows = _rows(self, exclude)
         rules = replace(self.rules, exclude_digests=self.rules.exclude_digests | self._outside_digests)
-        playlist = choose_next(cat, rules, seed_rows, queued_rows, exclude_rows, count)
+        playlist = choose_next(cat, rules, seed_rows, queued_rows, exclude_rows, count, self.space)
         picks = []
         for entry in playlist.entries:
             uri = self.uris.to_uri(entry.track.path)

@@ -48,7 +48,8 @@ class WebApi:
                                         name="webapi", daemon=True)
         self._thread.start()
         host, port = self.address
-        log.info("http api listening on %s:%d%s", host, port,
+        log.info("http api listening on %s:%d%s%s", host, port,
+                 " (the socket systemd passed)" if self.server.passed is not None else "",
                  "" if self.server.token else " (no token: loopback only)",
                  extra={"EVENT": "http_listening", "HTTP_ADDRESS": f"{host}:{port}"})
 

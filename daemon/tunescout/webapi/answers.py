@@ -40,7 +40,8 @@ def similar_tracks(index: TrackIndex, query: Query) -> list[dict[str, Any]]:
     rules = Rules(length=n, order="similarity")
     if not spread:  # duplicate recordings stay out; the same artist may come back to back
         rules = replace(rules, artist_spacing=0, album_spacing=0)
-    playlist = _playlist(lambda: similar_playlist(index.catalogue, [seed], rules))
+    playlist = _playlist(lambda: similar_playlist(index.catalogue, [seed], rules,
+                                                        space=index.space))
     return [_song(index, entry) for entry in playlist]
 
 
@@ -50,10 +51,11 @@ def find_path(index: TrackIndex, query: Query) -> dict[str, Any]:
     end = _track(index, query, "end_song_id")
     steps = _int(query, "max_steps", 25, 2, MAX_STEPS)
     rules = Rules(length=steps, order="flow")
-    playlist = _playlist(lambda: path_playlist(index.catalogue, start, end, rules))
+    playlist = _playlist(lambda: path_playlist(index.catalogue, start, end, rules,
+                                                     space=index.space))
     songs = [_song(index, entry) for entry in playlist]
     rows = [index.by_id[s["item_id"]] for s in songs]
-    total = float(sum(np.linalg.norm(index.weighted[b] - index.weighted[a])
+    total = float(sum(np.linalg.norm(index.weighted(b) - index.weighted(a))
                       for a, b in itertools.pairwise(rows)))
     return {"path": songs, "total_distance": round(total, 4)}
 
@@ -88,7 +90,7 @@ def similar_artists(index: TrackIndex, query: Query) -> list[dict[str, Any]]:
 def _representatives(index: TrackIndex, artist: int, towards: int) -> list[dict[str, str]]:
     """Return an artist's tracks nearest the other artist's mean: what the two have in common."""
     members = np.asarray(index.artists[artist].members, dtype=np.intp)
-    distances = np.linalg.norm(index.weighted[members] - index.centroids[towards], axis=1)
+    distances = np.linalg.norm(index.weighted(members) - index.centroids[towards], axis=1)
     chosen, recordings = [], set()
     for row in members[np.argsort(distances, kind="stable")]:
         recording = int(index.catalogue.recording[row])
@@ -107,8 +109,9 @@ def _representatives(index: TrackIndex, artist: int, towards: int) -> list[dict[
 def _song(index: TrackIndex, entry: Entry) -> dict[str, Any]:
     track: Track = entry.track
     row = index.catalogue.by_path[track.path]
-    return {"item_id": index.ids[row], "title": track.title, "author": track.artist,
-            "album": track.album, "distance": round(float(entry.why.distance), 4)}
+    title, author, album = index.names(row)
+    return {"item_id": index.ids[row], "title": title, "author": author, "album": album,
+            "distance": round(float(entry.why.distance), 4)}
 
 
 def _playlist(build: Any) -> tuple[Entry, ...]:

@@ -12,15 +12,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from tunescout.errors import StoreError
 from tunescout.playlists.catalogue import Catalogue, Track
-from tunescout.playlists.request import DEFAULT_WEIGHTS
-from tunescout.playlists.vectors import FloatArray, column_weights
+from tunescout.playlists.keeper import tracks_from_rows
+from tunescout.playlists.request import DEFAULT_WEIGHTS, Rules
+from tunescout.playlists.space import Space
+from tunescout.playlists.vectors import FloatArray
 from tunescout.store.reader import StoreReader, TrackRow
 from tunescout.tagexpr import normalise_text, tag_texts
 
@@ -50,10 +53,24 @@ class TrackIndex:
     by_id: Mapping[str, int]
     artists: tuple[Artist, ...]
     artist_keys: Mapping[str, int]  # folded name, and id, -> position in `artists`
-    weighted: FloatArray  # the catalogue's matrix with the default group weights
+    space: Space  # the weighted matrix (default group weights), its norms, the copy masks
     centroids: FloatArray  # (artists, D): each artist's mean weighted vector
     version: tuple[object, ...]
     server_ids: bool  # the ids are the Subsonic server's
+    # each answered track's words, filled as requests name them (a dict: set atomically)
+    _names: dict[int, tuple[str, str, str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def names(self, row: int) -> tuple[str, str, str]:
+        """Return a track's (title, artist, album) as answers give them, read from its tags once."""
+        found = self._names.get(row)
+        if found is None:
+            track = self.catalogue.tracks[row]
+            found = self._names.setdefault(row, (track.title, track.artist, track.album))
+        return found
+
+    def weighted(self, rows: npt.NDArray[np.intp] | int) -> FloatArray:
+        """Return rows of the catalogue's matrix with the default group weights (float64)."""
+        return self.space.rows(rows)
 
     @classmethod
     def build(cls, rows: Sequence[TrackRow], version: tuple[object, ...],
@@ -61,7 +78,7 @@ class TrackIndex:
         """Index the analysed rows; with `server`, only the tracks the server knows, by its ids."""
         if server is not None:
             rows = [r for r in rows if r.path in server]
-        tracks = [Track(r.path, r.digest, r.duration_s, r.tags, r.features) for r in rows]
+        tracks = tracks_from_rows(rows)  # with sizes (the copy preferred) and decode warnings (suspect)
         cat = Catalogue.build(tracks)
         ids = tuple(server[r.path][0] if server is not None else str(r.id) for r in rows)
         artist_ids = [server[r.path][1] if server is not None else None for r in rows]
@@ -70,12 +87,14 @@ class TrackIndex:
         for position, artist in enumerate(artists):
             keys.setdefault(normalise_text(artist.name), position)
             keys.setdefault(artist.id, position)
-        weighted = cat.matrix.values * column_weights(cat.matrix.layout, DEFAULT_WEIGHTS)
-        width = weighted.shape[1] if weighted.ndim == 2 else 0
-        centroids = (np.stack([weighted[list(a.members)].mean(axis=0) for a in artists])
+        space = Space(cat, DEFAULT_WEIGHTS)
+        space.base_mask(Rules())  # the requests' masks, made here rather than by the first request
+        width = cat.matrix.values.shape[1] if cat.matrix.values.ndim == 2 else 0
+        centroids = (np.stack([space.rows(np.asarray(a.members, dtype=np.intp)).mean(axis=0)
+                               for a in artists])
                      if artists else np.zeros((0, width)))
         return cls(cat, ids, {ident: i for i, ident in enumerate(ids)}, tuple(artists), keys,
-                   weighted, centroids, version, server is not None)
+                   space, centroids, version, server is not None)
 
 
 def _artists(tracks: Sequence[Track], server_ids: Sequence[str | None]) -> list[Artist]:

@@ -112,8 +112,8 @@ def _path(index: TrackIndex, query: Mapping[str, str], server: SubsonicSide | No
         rows.insert(0, start)
     if rows[-1] != end:
         rows.append(end)
-    origin = index.weighted[start]
-    return [_match(index, row, float(np.linalg.norm(index.weighted[row] - origin)), server)
+    origin = index.weighted(start)
+    return [_match(index, row, float(np.linalg.norm(index.weighted(row) - origin)), server)
             for row in rows]
 
 

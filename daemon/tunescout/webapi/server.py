@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import errno
 import hmac
+import ipaddress
 import json
 import logging
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,9 +27,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tunescout.config import Config
+from tunescout.config.integrations import is_loopback
 from tunescout.errors import ApiError, ConfigError, StoreError
 from tunescout.store.reader import StoreReader
-from tunescout.webapi import answers, opensubsonic
+from tunescout.webapi import activation, answers, opensubsonic
 from tunescout.webapi.index import IndexKeeper, TrackIndex
 from tunescout.webapi.opensubsonic import SubsonicFailure, SubsonicSide
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 CLIENT_TIMEOUT_S = 10.0  # a client that sends nothing for this long is dropped
 MAX_REQUEST_LINE = 8192
 FIRST_INDEX_WAIT_S = 2.0  # a request right after start waits this long for the first index
+ANSWERING_AT_ONCE = 2  # answers computed at once (one per core of a small server); the rest queue
+# in order: 200 threads taking turns at the GIL answered some requests in ms and others in 10 s
 Route = Callable[[TrackIndex, Mapping[str, str]], Any]
 ROUTES: dict[str, Route] = {
     "/api/similar_tracks": answers.similar_tracks,
@@ -51,7 +56,7 @@ class ApiServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], config: Config, keeper: IndexKeeper,
-                 metrics: Any | None) -> None:
+                 metrics: Any | None, passed: socket.socket | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.config = config
         self.keeper = keeper
@@ -59,7 +64,21 @@ class ApiServer(ThreadingHTTPServer):
         self.token = config.http.token.encode() if config.http.token else None
         self.slots = threading.BoundedSemaphore(config.http.max_clients)
         self.subsonic: SubsonicSide | None = None  # the link to the [subsonic] server, if any
-        super().__init__(address, ApiHandler)
+        self.answering = threading.BoundedSemaphore(ANSWERING_AT_ONCE)  # waiters wake first come first
+        self.passed = passed  # systemd's socket: served, never closed (a reload serves it again)
+        if passed is None:
+            super().__init__(address, ApiHandler)
+            return
+        # systemd's socket, already bound and listening: no socket of our own (the unit may
+        # allow no IP sockets at all), so TCPServer's constructor, which makes one, is skipped
+        socketserver.BaseServer.__init__(self, address, ApiHandler)
+        self.socket = passed
+        self.server_address = passed.getsockname()
+        self.server_name, self.server_port = str(address[0]), int(address[1])
+
+    def server_close(self) -> None:
+        if self.passed is None:
+            super().server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Refuse at once, with 503, a request beyond `max_clients`: no unbounded threads."""
@@ -88,6 +107,9 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     server: ApiServer
     timeout = CLIENT_TIMEOUT_S
+    # TCP_NODELAY: the headers and the body go out in two writes; with Nagle the body waited for
+    # the client's delayed ACK of the headers, 40 ms on every keep-alive request
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"  # keep-alive: a plugin asking often reuses its connection
     server_version = "tunescout"
     sys_version = ""
@@ -138,7 +160,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         if index is None:
             why = self.server.keeper.error or "the library is being indexed"
             raise ApiError(503, f"not ready: {why}; try again shortly")
-        return route(index, query)
+        with self.server.answering:
+            return route(index, query)
 
     def _opensubsonic(self, path: str, raw_query: str, started: float) -> None:
         """An OpenSubsonic request: its envelope, status "failed" with a Subsonic code on errors."""
@@ -156,8 +179,9 @@ class ApiHandler(BaseHTTPRequestHandler):
                     raise SubsonicFailure(opensubsonic.WRONG_LOGIN, str(exc), 401) from exc
             index = (self.server.keeper.wait_ready(FIRST_INDEX_WAIT_S)
                      if method in ("getSonicSimilarTracks", "findSonicPath") else None)
-            response = opensubsonic.envelope(opensubsonic.answer(method, query, index,
-                                                                 self.server.subsonic))
+            with self.server.answering:
+                answer = opensubsonic.answer(method, query, index, self.server.subsonic)
+            response = opensubsonic.envelope(answer)
             status = HTTPStatus.OK
         except SubsonicFailure as exc:
             response, status = opensubsonic.envelope(None, exc), HTTPStatus(exc.http_status)
@@ -236,8 +260,27 @@ def _status(db: Path) -> dict[str, Any]:
 
 
 def bind(config: Config, keeper: IndexKeeper, metrics: Any | None) -> ApiServer:
-    """Open the listening socket; raise ConfigError, clearly, when the address is taken."""
-    assert config.http.listen is not None
+    """Serve the socket systemd passed (when `http.listen` is absent or names its address), else
+    open the listening socket; raise ConfigError, clearly, when that cannot be done."""
+    try:
+        passed = activation.passed_socket()
+    except activation.PassedSocketError as exc:
+        raise ConfigError(config.source, [f"http: {exc}"]) from exc
+    if passed is not None:
+        address = passed.getsockname()
+        host, port = str(address[0]), int(address[1])
+        if config.http.listen is None or _same_address(config.http.listen, (host, port)):
+            if not is_loopback(host) and not config.http.token:
+                raise ConfigError(config.source, [
+                    f"http.token: required: the socket systemd passed listens on "
+                    f"{activation.shown((host, port))}, not a loopback address (openssl rand -hex 24)"])
+            return ApiServer((host, port), config, keeper, metrics, passed)
+        log.warning("http.listen %s is not the address of the socket systemd passed (%s): binding it "
+                    "myself; make tunescout.socket's ListenStream= and http.listen agree, or remove "
+                    "http.listen", activation.shown(config.http.listen), activation.shown((host, port)),
+                    extra={"EVENT": "http_socket_ignored", "HTTP_ADDRESS": activation.shown((host, port))})
+    if config.http.listen is None:
+        raise ConfigError(config.source, ["http.listen: required (no socket passed by systemd)"])
     host, port = config.http.listen
     try:
         return ApiServer((host, port), config, keeper, metrics)
@@ -249,6 +292,25 @@ def bind(config: Config, keeper: IndexKeeper, metrics: Any | None) -> ApiServer:
             why = f"{shown} is not an address of this machine"
         elif exc.errno == errno.EACCES:
             why = f"{shown}: permission denied (ports below 1024 need privileges)"
+        elif exc.errno in (errno.EAFNOSUPPORT, errno.EPERM):
+            why = (f"{shown}: this process may not open IP sockets (the unit's RestrictAddressFamilies="
+                   "AF_UNIX): enable tunescout.socket (systemctl enable --now tunescout.socket), "
+                   "which listens for it")
         else:
             why = f"{shown}: {exc.strerror}"
         raise ConfigError(config.source, [f"http.listen: {why}"]) from exc
+
+
+def _same_address(wanted: tuple[str, int], actual: tuple[str, int]) -> bool:
+    """Tell whether `http.listen` names the address a socket listens on (localhost = 127.0.0.1)."""
+    if wanted[1] != actual[1]:
+        return False
+    host, other = wanted[0], actual[0]
+    if host == other or (host == "localhost" and is_loopback(other)):
+        return True
+    if host == "" and other in ("0.0.0.0", "::"):
+        return True
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(other)
+    except ValueError:
+        return False
