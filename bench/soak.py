@@ -41,7 +41,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.audio import write_damaged, write_garbage, write_tags, write_track, write_truncated
 from support.config import toml_text
-from support.daemon import Daemon, Library
+from support.daemon import Daemon, Library, parse_line
 
 ANALYSERS = {"real": "tunescout.analysis:analyse_file", "fake": "support.analysers:fake_analysis"}
 GOOD, GARBAGE, TRUNCATED, DAMAGED = "good", "garbage", "truncated", "damaged"
@@ -91,16 +91,27 @@ class World:
         paths = [p for p, k in self.truth.items() if kind is None or k == kind]
         return self.rng.choice(paths) if paths else None
 
-    def act(self) -> str:
-        actions = [("copy", 30), ("write_in_place", 5), ("retag", 15), ("move", 12),
-                   ("move_folder", 2), ("delete", 12), ("delete_folder", 1), ("readd", 8),
-                   ("garbage", 4), ("truncated", 3), ("damaged", 3)]
-        if len(self.truth) < 40:
-            actions = [("copy", 1)]
+    def act(self, target: int) -> str:
+        """Make one change; additions and removals balance around `target` files, so that after
+        the warm-up the library's size (and the daemon's fair share of memory for it) stays put."""
+        grow = min(4.0, (target / max(1, len(self.truth))) ** 2)
+        actions = [("copy", 30 * grow), ("write_in_place", 5 * grow), ("retag", 15), ("move", 12),
+                   ("move_folder", 2), ("delete", 12 / grow), ("delete_folder", 1 / grow),
+                   ("readd", 8 * grow), ("garbage", 4 * grow), ("truncated", 3 * grow),
+                   ("damaged", 3 * grow)]
         name = self.rng.choices([a for a, _ in actions], [w for _, w in actions])[0]
         getattr(self, name)()
         self.done[name] = self.done.get(name, 0) + 1
+        self._prune()
         return name
+
+    def _prune(self) -> None:
+        """Remove the folders a move or delete left empty, as a tagger or file manager does."""
+        for folder in sorted((p for p in self.music.rglob("*") if p.is_dir()), reverse=True):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty
 
     def _bring_in(self, data: bytes, suffix: str, kind: str, *, in_place: bool = False) -> None:
         path = self._folder() / self._name(suffix)
@@ -319,7 +330,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
         if now < quiet_until:
             time.sleep(0.2)
             continue
-        world.act()
+        world.act(args.files)
         changes += 1
         time.sleep(max(0.0, rng.expovariate(args.rate)))
     print(f"{changes} changes in {args.minutes:g} min: " +
@@ -388,6 +399,16 @@ def report(args: argparse.Namespace, samples: list[Sample], problems: list[str],
          failed == 0 and (written > 0 or args.analyser != "real")),
         (f"SIGTERM: exit {code}, analysis zygote left running: {leftover}", code == 0 and not leftover),
     ]
+    noted: dict[str, int] = {}
+    for line in log.splitlines():
+        parsed = parse_line(line)
+        if parsed is not None and parsed.level in ("WARNING", "ERROR"):
+            key = f"{parsed.level} {parsed.fields.get('EVENT', '?')}"
+            noted[key] = noted.get(key, 0) + 1
+            if parsed.fields.get("EVENT") == "playlist_failed":
+                print(f"playlist failed: {parsed.message}")
+    print("warnings and errors in the daemon's output: "
+          + (", ".join(f"{k} {v}" for k, v in sorted(noted.items())) or "none"))
     print()
     for text, ok in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {text}")
@@ -400,6 +421,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1.5, help="library changes per second")
     parser.add_argument("--analyser", choices=sorted(ANALYSERS), default="real")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--files", type=int, default=300, help="the library's size after warm-up")
     parser.add_argument("--track-seconds", type=float, default=5.0)
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--catch-up", type=float, default=300.0,
