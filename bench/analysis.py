@@ -1,6 +1,6 @@
 """Benchmark the analysis engine against bliss-audio, a plain librosa pipeline and PyAV's own decode.
 
-    python bench/analysis.py [FILE ...] [--folder DIR] [--limit N] [--rounds N] [--long]
+    python bench/analysis.py [FILE ...] [--folder DIR] [--limit N] [--rounds N] [--long] [--tools A,B]
 
 Each tool lives in its own worker process, which imports its stack (and warms it up) before any
 timing, then forks one child per file, as the daemon's zygote does: the child's CPU time is that
@@ -232,9 +232,10 @@ class Worker:
         self.process.wait()
 
 
-def run_interleaved(paths: list[Path], rounds: int) -> dict[str, list[dict[str, Any]]]:
+def run_interleaved(paths: list[Path], rounds: int,
+                    tools: tuple[str, ...] = TOOLS) -> dict[str, list[dict[str, Any]]]:
     """Measure every tool on every file, rotating the order of tools from file to file."""
-    workers = [Worker(tool) for tool in TOOLS]
+    workers = [Worker(tool) for tool in tools]
     for worker_ in workers:
         if not worker_.available:
             print(f"# {worker_.tool}: not measured ({worker_.reason})")
@@ -369,6 +370,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="at most this many files")
     parser.add_argument("--rounds", type=int, default=1, help="passes over the files")
     parser.add_argument("--long", action="store_true", help="add the two-hour file")
+    parser.add_argument("--tools", default=",".join(TOOLS),
+                        help=f"comma-separated, of {','.join(TOOLS)} (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -380,7 +383,10 @@ def main() -> None:
         started = time.perf_counter()
         paths = audio_files(args.files, args.folder, args.limit) or synthetic_tracks(Path(tmp))
         print(f"# bliss-audio {bliss_version()}; {_machine()}")
-        results = run_interleaved(paths, args.rounds)
+        tools = tuple(tool for tool in args.tools.split(",") if tool)
+        if unknown := set(tools) - set(TOOLS):
+            parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
+        results = run_interleaved(paths, args.rounds, tools)
         print_table(results)
         print_stages([row["stages"] for row in results.get("stages", [])])
         if args.long:

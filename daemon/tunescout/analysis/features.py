@@ -106,9 +106,12 @@ class FeatureAccumulator:
             scipy.fft.dct(np.eye(N_MELS), type=2, norm="ortho", axis=0)[:N_MFCC].T,
             dtype=np.float32,
         )
-        self._chroma_plain = librosa.filters.chroma(sr=rate_hz, n_fft=N_FFT, tuning=0.0).T
+        self._chroma_plain = np.ascontiguousarray(
+            librosa.filters.chroma(sr=rate_hz, n_fft=N_FFT, tuning=0.0).T, dtype=np.float32)
         self._freqs = librosa.fft_frequencies(sr=rate_hz, n_fft=N_FFT)
-        self._shape_basis = np.stack([np.ones(N_BINS), self._freqs, self._freqs**2], axis=1)
+        # in kHz: float32 sums of f²·S keep seven digits (in Hz they would span 10^8 and lose them)
+        self._shape_basis = np.stack([np.ones(N_BINS), self._freqs / 1e3, (self._freqs / 1e3) ** 2],
+                                     axis=1).astype(np.float32)
         self._previous_mel: Signal | None = None
         self._envelope: list[Signal] = []
         self._mfcc = Moments(N_MFCC)
@@ -181,18 +184,19 @@ class FeatureAccumulator:
 
     def _fold_shape(self, magnitude: Signal, power: Signal) -> None:
         """Add the per-frame spectral centroid, bandwidth, rolloff and flatness to their sums."""
-        moments = magnitude.astype(np.float64) @ self._shape_basis  # Σ S, Σ f·S, Σ f²·S
+        moments = (magnitude @ self._shape_basis).astype(np.float64)  # Σ S, Σ f·S, Σ f²·S (kHz)
         total = moments[:, 0]
         safe = np.where(total > 0, total, 1.0)
         centroid = moments[:, 1] / safe
-        bandwidth = np.sqrt(np.maximum(moments[:, 2] / safe - centroid**2, 0.0))
+        bandwidth = 1e3 * np.sqrt(np.maximum(moments[:, 2] / safe - centroid**2, 0.0))
+        centroid *= 1e3
         cumulative = np.cumsum(magnitude, axis=1)
         reached = cumulative >= ROLL_PERCENT * cumulative[:, -1:]
         rolloff = self._freqs[np.argmax(reached, axis=1)]
         floored = np.maximum(power, AMIN)
-        flatness = np.exp(np.log(floored).mean(axis=1, dtype=np.float64)) / floored.mean(
-            axis=1, dtype=np.float64
-        )
+        # float32 means: numpy sums pairwise, so 1,025 terms lose no more than a few ulps
+        flatness = np.exp(np.log(floored).mean(axis=1).astype(np.float64)) / floored.mean(
+            axis=1).astype(np.float64)
         self._shape_sums[:4] += [centroid.sum(), bandwidth.sum(), rolloff.sum(), flatness.sum()]
 
     def _fold_chroma(self, power: Signal) -> None:
@@ -204,7 +208,7 @@ class FeatureAccumulator:
         """
         peaks = (power @ self._chroma_plain).max(axis=1)
         scale = np.where(peaks > np.finfo(np.float32).tiny, 1.0 / np.maximum(peaks, 1e-30), 1.0)
-        self._chroma_spectrum += scale.astype(np.float64) @ power.astype(np.float64)
+        self._chroma_spectrum += (scale.astype(np.float32) @ power).astype(np.float64)
         first = (-self._frames) % TUNING_FRAME_STEP
         sampled = power[first::TUNING_FRAME_STEP]
         if len(sampled):
