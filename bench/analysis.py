@@ -10,9 +10,10 @@ file's cost, and "extra" is the child's peak RSS beyond what it had just after t
 rotating order, so that noise from other processes hits them alike. Workers run with one
 BLAS/OpenMP/numba/rayon thread.
 
-The tools: "engine" is `analyse_file`; "rhythm" the engine recomputing one group (after its
-version was raised) with the others stored; "path" the engine's decode path alone (demux and
-digest, decode, native-rate blocks, mono mix and resampling to 22,050 Hz); "plain" PyAV's plain
+The tools: "engine" is `analyse_file`; "before" the same at an earlier commit (`--before`, taken
+from git: the engine before issue 14's speed-up by default); "rhythm" the engine recomputing
+one group (after its version was raised) with the others stored; "path" the engine's decode
+path alone (demux and digest, decode, native-rate blocks, mono mix and resampling to 22,050 Hz); "plain" PyAV's plain
 decode of the same file (no resampling, no conversion); "librosa" a plain librosa pipeline;
 "bliss" bliss-audio, whichever version imports (0.1.x gives `duration` as a timedelta, 0.2 as
 seconds; 0.2.0's wheel dies with SIGILL on CPUs without AVX-512, which the table says).
@@ -43,8 +44,9 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ONE_THREAD, RECIPES, audio_files, synthetic_tracks, write_long_mp3
+from values import BEFORE, package_at
 
-TOOLS = ("engine", "rhythm", "path", "plain", "librosa", "bliss", "stages")
+TOOLS = ("engine", "before", "rhythm", "path", "plain", "librosa", "bliss", "stages")
 
 
 # --- the workers ------------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def bliss_version() -> str:
 def worker(tool: str) -> None:
     """Import the tool, then fork one child per path read from stdin; print one JSON line each."""
     try:
-        tools = {"engine": _engine, "rhythm": _rhythm, "path": _path, "plain": _plain,
+        tools = {"engine": _engine, "before": _engine, "rhythm": _rhythm, "path": _path, "plain": _plain,
                  "librosa": _librosa, "bliss": _bliss, "stages": _stages}
         run = tools[tool]()
     except ImportError as exc:
@@ -199,12 +201,14 @@ def _rss_kb() -> int:
 class Worker:
     """One tool's worker process, fed paths one at a time."""
 
-    def __init__(self, tool: str) -> None:
+    def __init__(self, tool: str, before: Path | None = None) -> None:
         self.tool = tool
+        env = {**os.environ, **ONE_THREAD}
+        if tool == "before" and before is not None:  # the engine at an earlier commit
+            env["PYTHONPATH"] = os.pathsep.join([str(before), env.get("PYTHONPATH", "")])
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", tool],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, **ONE_THREAD},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
         hello = self._read()
         self.available = "ready" in hello
@@ -232,10 +236,10 @@ class Worker:
         self.process.wait()
 
 
-def run_interleaved(paths: list[Path], rounds: int,
-                    tools: tuple[str, ...] = TOOLS) -> dict[str, list[dict[str, Any]]]:
+def run_interleaved(paths: list[Path], rounds: int, tools: tuple[str, ...] = TOOLS,
+                    before: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """Measure every tool on every file, rotating the order of tools from file to file."""
-    workers = [Worker(tool) for tool in tools]
+    workers = [Worker(tool, before) for tool in tools]
     for worker_ in workers:
         if not worker_.available:
             print(f"# {worker_.tool}: not measured ({worker_.reason})")
@@ -259,6 +263,7 @@ def run_interleaved(paths: list[Path], rounds: int,
 
 RATIOS = (
     ("engine", "bliss", "engine / bliss-audio (target <= 0.9)"),
+    ("engine", "before", "engine / engine before (the --before commit)"),
     ("path", "plain", "decode path / PyAV plain decode (target <= 1.5)"),
     ("librosa", "engine", "librosa baseline / engine"),
     ("rhythm", "engine", "rhythm recomputed alone / engine"),
@@ -370,6 +375,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="at most this many files")
     parser.add_argument("--rounds", type=int, default=1, help="passes over the files")
     parser.add_argument("--long", action="store_true", help="add the two-hour file")
+    parser.add_argument("--before", default=BEFORE,
+                        help="the commit whose engine the 'before' tool runs (from git)")
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help=f"comma-separated, of {','.join(TOOLS)} (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -386,7 +393,8 @@ def main() -> None:
         tools = tuple(tool for tool in args.tools.split(",") if tool)
         if unknown := set(tools) - set(TOOLS):
             parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
-        results = run_interleaved(paths, args.rounds, tools)
+        before = package_at(args.before, Path(tmp) / "before") if "before" in tools else None
+        results = run_interleaved(paths, args.rounds, tools, before)
         print_table(results)
         print_stages([row["stages"] for row in results.get("stages", [])])
         if args.long:
