@@ -13,10 +13,11 @@ BLAS/OpenMP/numba/rayon thread.
 The tools: "engine" is `analyse_file`; "before" the same at an earlier commit (`--before`, taken
 from git: the engine before issue 14's speed-up by default); "rhythm" the engine recomputing
 one group (after its version was raised) with the others stored; "path" the engine's decode
-path alone (demux and digest, decode, native-rate blocks, mono mix and resampling to 22,050 Hz); "plain" PyAV's plain
-decode of the same file (no resampling, no conversion); "librosa" a plain librosa pipeline;
-"bliss" bliss-audio, whichever version imports (0.1.x gives `duration` as a timedelta, 0.2 as
-seconds; 0.2.0's wheel dies with SIGILL on CPUs without AVX-512, which the table says).
+path alone (demux and digest, decode, native-rate blocks, mono mix and resampling to
+22,050 Hz); "plain" PyAV's plain decode of the same file (no resampling, no conversion);
+"librosa" a plain librosa pipeline; "bliss" bliss-audio, whichever version imports (0.1.x
+gives `duration` as a timedelta, 0.2 as seconds; 0.2.0's wheel dies with SIGILL on CPUs
+without AVX-512, which the table says).
 "stages" prints where the engine's time goes, per stage, measured in one child per file.
 
 Real files come from the arguments and from `--folder` (every audio file under it); without
