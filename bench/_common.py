@@ -136,3 +136,43 @@ def write_long_mp3(path: Path, recipe: Recipe, seconds: float) -> Path:
         for _ in range(max(1, round(seconds / stretch_s))):
             handle.write(chunk)
     return path
+
+
+# --- what the analysis benches share ---------------------------------------------------------
+
+ONE_THREAD = {
+    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
+}
+"""The children's environment (one BLAS/OpenMP/numba/rayon thread), for every tool measured."""
+
+SYNTHETIC = ((".flac", 180.0), (".mp3", 240.0), (".flac", 210.0), (".mp3", 300.0))
+AUDIO_SUFFIXES = frozenset({".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac",
+                            ".wav", ".wma", ".aiff", ".aif", ".wv", ".ape"})
+
+
+def synthetic_tracks(directory: Path) -> list[Path]:
+    """Write the default 3-5 minute tracks (MP3s by repeating one encoded minute)."""
+    paths = []
+    for i, (suffix, seconds) in enumerate(SYNTHETIC):
+        path = directory / f"synthetic-{i}{suffix}"
+        recipe = RECIPES[i % len(RECIPES)]
+        if suffix == ".mp3":
+            write_long_mp3(path, recipe, seconds)
+        else:
+            write_synthetic(path, recipe, seconds)
+        paths.append(path)
+    return paths
+
+
+def audio_files(files: list[Path], folder: Path | None, limit: int | None = None) -> list[Path]:
+    """Return the files named plus the audio files under `folder` (sorted), at most `limit`."""
+    found = list(files)
+    if folder is not None:
+        if not folder.is_dir():
+            raise SystemExit(f"bench: {folder} is not a folder")
+        found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                        and p.is_file())
+        if not found:
+            raise SystemExit(f"bench: no audio files under {folder}")
+    return found[:limit] if limit else found

@@ -1,9 +1,12 @@
-"""Backfill throughput with 1 and with all workers, child start cost, and the daemon's own RSS.
+"""Backfill throughput with 1 and with all workers, beside bliss-audio; child start; daemon RSS.
 
-    python bench/backfill.py [--files 48] [--seconds 60]
+    python bench/backfill.py [--folder DIR] [--limit N] [--files 48] [--seconds 60] [--throughput-only]
 
-Writes N synthetic tracks (real FLAC files), analyses them with `tunescout scan` using one worker
-and then every core, and prints files/s and the speed-up; then the cost of starting one child
+Analyses a library with `tunescout scan` using one worker and then every core, and prints files
+per hour and the speed-up; bliss-audio (when it imports: a bench-only extra, see
+bench/analysis.py) analyses the same files in 1 and in as many processes, one rayon thread each.
+The library is the audio files under `--folder` (linked or copied into a temporary library), or
+N synthetic tracks (real FLAC files) without one. Then the cost of starting one child
 through the warm zygote against a fresh interpreter importing librosa; then the RSS of a running
 daemon (without its zygote and children) after it analysed the library. Everything is measured in
 this run, so the ratios hold on a shared, noisy machine. Targets (issue 4): speed-up >= 1.8x on
@@ -13,7 +16,9 @@ this run, so the ratios hold on a shared, noisy machine. Targets (issue 4): spee
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -26,6 +31,10 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import ONE_THREAD, audio_files  # noqa: E402
 
 from support.audio import write_track  # noqa: E402
 from tunescout import protocol  # noqa: E402
@@ -108,20 +117,71 @@ def daemon_rss_mb(config: Path, total: int) -> float:
         proc.wait(timeout=60)
 
 
+def _bliss_one(path: str) -> float:
+    import bliss_audio
+
+    duration = bliss_audio.Song(path).duration
+    return float(duration.total_seconds() if hasattr(duration, "total_seconds") else duration)
+
+
+def bliss_wall_s(paths: list[Path], processes: int) -> float | None:
+    """Return the wall time of bliss-audio analysing `paths` in `processes` processes, or None."""
+    os.environ.update(ONE_THREAD)
+    try:
+        import bliss_audio  # noqa: F401
+    except ImportError as exc:
+        print(f"  bliss-audio:   not measured ({exc})")
+        return None
+    context = multiprocessing.get_context("fork")
+    start = time.perf_counter()
+    with context.Pool(processes) as pool:
+        try:
+            pool.map(_bliss_one, [str(p) for p in paths], chunksize=1)
+        except Exception as exc:  # a file bliss cannot read: say so, measure nothing
+            print(f"  bliss-audio:   failed ({type(exc).__name__}: {exc})")
+            return None
+    return time.perf_counter() - start
+
+
+def library(root: Path, args: argparse.Namespace) -> list[Path]:
+    """Fill root/music with the named folder's files (linked, else copied) or synthetic tracks."""
+    music = root / "music"
+    music.mkdir()
+    if args.folder is None:
+        for i in range(args.files):
+            write_track(music / f"track{i:03d}.flac", seconds=args.seconds, kind="drums",
+                        bpm=90 + 5 * (i % 12))
+        return sorted(music.iterdir())
+    paths = []
+    for i, source in enumerate(audio_files([], args.folder, args.limit)):
+        target = music / f"{i:04d}-{source.name}"
+        try:
+            os.link(source.resolve(), target)
+        except OSError:
+            shutil.copyfile(source, target)
+        paths.append(target)
+    return paths
+
+
+def per_hour(files: int, seconds: float) -> str:
+    return f"{files * 3600 / seconds:8.0f} files/h ({seconds:.1f} s)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=48)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--folder", type=Path, help="real files: the audio files under this folder")
+    parser.add_argument("--limit", type=int, help="at most this many files of the folder")
+    parser.add_argument("--files", type=int, default=48, help="synthetic tracks without --folder")
+    parser.add_argument("--seconds", type=float, default=60.0, help="their length")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="skip the child start and daemon RSS measurements")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="tunescout-bench-") as tmp:
         root = Path(tmp)
+        paths = library(root, args)
         music = root / "music"
-        music.mkdir()
-        for i in range(args.files):
-            write_track(music / f"track{i:03d}.flac", seconds=args.seconds, kind="drums",
-                        bpm=90 + 5 * (i % 12))
         tiny = root / "tiny"
         tiny.mkdir()
         write_track(tiny / "one.flac", seconds=1)
@@ -130,11 +190,22 @@ def main() -> None:
                       for i in range(2))
         one = scan(write_config(root / "one.toml", music, root / "one.db", 1), music) - startup
         many = scan(write_config(root / "all.toml", music, root / "all.db", cores), music) - startup
-        print(f"backfill of {args.files} x {args.seconds:.0f} s tracks (scan start-up of "
-              f"{startup:.1f} s subtracted)")
-        print(f"  1 worker:      {args.files / one:6.2f} files/s ({one:.1f} s)")
-        print(f"  {cores} workers:     {args.files / many:6.2f} files/s ({many:.1f} s)")
-        print(f"  speed-up:      {one / many:6.2f}x   (target >= 1.8x on 2 cores)")
+        n = len(paths)
+        print(f"backfill of {n} files ({'under ' + str(args.folder) if args.folder else 'synthetic'}; "
+              f"scan start-up of {startup:.1f} s subtracted)")
+        print(f"  tunescout, 1 worker:      {per_hour(n, one)}")
+        print(f"  tunescout, {cores} workers:     {per_hour(n, many)}")
+        print(f"  tunescout speed-up:       {one / many:8.2f}x   (target >= 1.8x on 2 cores)")
+        bliss_one = bliss_wall_s(paths, 1)
+        bliss_many = bliss_wall_s(paths, cores) if bliss_one else None
+        if bliss_one and bliss_many:
+            print(f"  bliss-audio, 1 process:   {per_hour(n, bliss_one)}")
+            print(f"  bliss-audio, {cores} processes: {per_hour(n, bliss_many)}")
+            print(f"  bliss-audio speed-up:     {bliss_one / bliss_many:8.2f}x")
+            print(f"  tunescout / bliss-audio files per hour: {bliss_one / one:.2f} (1), "
+                  f"{bliss_many / many:.2f} ({cores})")
+        if args.throughput_only:
+            return
 
         zygote = statistics.median(child_start_ms(20))
         fresh = statistics.median(fresh_import_ms(3))
@@ -143,7 +214,7 @@ def main() -> None:
         print(f"  fresh interpreter + librosa:   {fresh:8.1f} ms")
         print(f"  ratio:                         {fresh / zygote:8.1f}x")
 
-        rss = daemon_rss_mb(write_config(root / "daemon.toml", music, root / "d.db", cores), args.files)
+        rss = daemon_rss_mb(write_config(root / "daemon.toml", music, root / "d.db", cores), n)
         print(f"daemon RSS after a backfill: {rss:.1f} MiB  (target <= 60 MB; zygote and children excluded)")
 
 

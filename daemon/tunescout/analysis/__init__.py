@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, packet_digest, to_mono
+from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, packet_digest
 from tunescout.analysis.features import FeatureAccumulator, compute_features
 from tunescout.analysis.loudness import LoudnessMeter
+from tunescout.analysis.pcm import to_mono
 from tunescout.analysis.tags import TagReport, read_tags
 from tunescout.errors import AnalysisError
 from tunescout.models import (

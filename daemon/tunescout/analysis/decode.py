@@ -11,7 +11,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -19,11 +18,13 @@ from typing import IO
 import av
 import av.error
 import numpy as np
-import numpy.typing as npt
 
 from tunescout.analysis.integrity import LastPacket, incomplete_end
+from tunescout.analysis.pcm import Accumulator, Block, FrameBatcher, MonoResampler, Resampler, to_mono
 from tunescout.errors import AnalysisError
 from tunescout.models import DecodeWarning, FailureKind
+
+__all__ = ["ANALYSIS_RATE_HZ", "AudioReader", "StreamInfo", "packet_digest", "read_mono", "to_mono"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ MAX_BAD_PACKETS = 50
 
 DIGEST_BYTES = 16
 
-Block = npt.NDArray[np.float32]
 _EMPTY: Block = np.zeros((0, 0), dtype=np.float32)
 
 
@@ -56,9 +56,10 @@ class StreamInfo:
 class AudioReader:
     """Read one file's best audio stream as planar float32 blocks at `rate_hz`.
 
-    With `mono=True` the blocks have one channel: the channels are averaged at the stream's own
-    rate (the way librosa mixes them) and only that one channel is resampled, a block at a time,
-    which halves the resampling work for stereo and saves a conversion per packet.
+    With `mono=True` the blocks have one channel: decoded frames are gathered raw into blocks of
+    `block_samples` at the stream's own rate (pcm.FrameBatcher: no Python work per frame but a
+    FIFO write), the channels averaged once per block (the way librosa mixes them) and only that
+    one channel resampled, a block at a time.
 
     Use as a context manager; iterate `blocks()` once, then read `digest`, `samples`,
     `problems` (skipped packets, partial decode) and `warning_kind` (what they amount to).
@@ -81,7 +82,7 @@ class AudioReader:
         self.samples = 0
         self.problems: list[str] = []
         self.warning_kind: DecodeWarning | None = None
-        self._last_packet: LastPacket | None = None
+        self._last: av.Packet[av.AudioStream] | None = None
         self._hash = hashlib.blake2b(digest_size=DIGEST_BYTES)
         self._finished = False
         self._good_packets = 0
@@ -145,8 +146,8 @@ class AudioReader:
 
     def _blocks(self) -> Iterator[Block]:
         """Gather decoded chunks into blocks, passing the native ones to `on_native`."""
-        analysis = _Accumulator(self.block_samples)
-        native = _Accumulator(self.block_samples)
+        analysis = Accumulator(self.block_samples)
+        native = Accumulator(self.block_samples)
         for chunk, native_chunk in self._decoded_chunks():
             if native_chunk is not None and (native_block := native.push(native_chunk)) is not None:
                 self._deliver_native(native_block)
@@ -166,24 +167,20 @@ class AudioReader:
 
     def _mono_blocks(self) -> Iterator[Block]:
         """Gather native-rate blocks, hand them to `on_native`, then mix and resample each."""
-        native = _Accumulator(self.block_samples)
         layout = self._stream.layout if self._stream.layout.nb_channels else None
-        converter = _Resampler(self.info.sample_rate_hz, layout)
-        mixer = _MonoResampler(self.info.sample_rate_hz, self.rate_hz)
+        native = FrameBatcher(self.block_samples, layout, self.info.sample_rate_hz)
+        mixer = MonoResampler(self.info.sample_rate_hz, self.rate_hz)
+        push = native.push
         for frame in self._frames():
-            for chunk in converter.resample(frame):
-                if (block := native.push(chunk)) is not None:
-                    yield from self._mono_from(block, mixer)
-        for chunk in converter.flush():
-            if (block := native.push(chunk)) is not None:
+            if (block := push(frame)) is not None:
                 yield from self._mono_from(block, mixer)
-        if (block := native.flush()) is not None:
+        if (block := native.flush(final=True)) is not None:
             yield from self._mono_from(block, mixer)
         if (tail := mixer.flush()).shape[1]:
             self.samples += tail.shape[1]
             yield tail
 
-    def _mono_from(self, block: Block, mixer: _MonoResampler) -> Iterator[Block]:
+    def _mono_from(self, block: Block, mixer: MonoResampler) -> Iterator[Block]:
         """Deliver one native block, then yield its mono mix at the analysis rate."""
         self._deliver_native(block)
         out = mixer.resample(to_mono(block))
@@ -194,8 +191,8 @@ class AudioReader:
     def _decoded_chunks(self) -> Iterator[tuple[Block, Block | None]]:
         """Resample every frame; pair each analysis-rate chunk with its native twin."""
         layout = self._stream.layout if self._stream.layout.nb_channels else None
-        resampler = _Resampler(self.rate_hz, layout)
-        native = _Resampler(self.info.sample_rate_hz, layout) if self.on_native else None
+        resampler = Resampler(self.rate_hz, layout)
+        native = Resampler(self.info.sample_rate_hz, layout) if self.on_native else None
         for frame in self._frames():
             if native is not None:
                 for native_chunk in native.resample(frame):
@@ -235,10 +232,11 @@ class AudioReader:
     def _demuxed(self) -> Iterator[av.Packet[av.AudioStream]]:
         """Yield the stream's packets, hashing their bytes; a broken tail ends the stream early."""
         try:
+            update = self._hash.update
             for packet in self._container.demux(self._stream):
                 if packet.size:
-                    self._hash.update(view := memoryview(packet))
-                    self._last_packet = LastPacket(packet.pos, packet.size, bytes(view[:4]))
+                    update(packet)
+                    self._last = packet  # described once, at the end (_last_described)
                 yield packet
         except av.error.FFmpegError as exc:
             if self._good_packets == 0:
@@ -250,8 +248,14 @@ class AudioReader:
         if self.samples == 0:
             raise AnalysisError(FailureKind.DECODE, "no audio decoded (empty or truncated stream)")
         if found := incomplete_end(self.path, self.info.container, self.info.codec,
-                                   self.info.expected_s, self.duration_s, self._last_packet):
+                                   self.info.expected_s, self.duration_s, self._last_described()):
             self._note(*found)
+
+    def _last_described(self) -> LastPacket | None:
+        """Return where the last packet demuxed starts, its size and first bytes."""
+        if self._last is None:
+            return None
+        return LastPacket(self._last.pos, self._last.size, bytes(memoryview(self._last)[:4]))
 
 
 def packet_digest(path: Path) -> tuple[str, float | None]:
@@ -266,107 +270,6 @@ def packet_digest(path: Path) -> tuple[str, float | None]:
         if reader.problems:
             raise AnalysisError(FailureKind.DECODE, "; ".join(reader.problems))
         return reader._hash.hexdigest(), reader.info.expected_s
-
-
-class _Accumulator:
-    """Gather small decoded chunks into blocks of at least `size` samples."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._parts: list[Block] = []
-        self._samples = 0
-
-    def push(self, chunk: Block) -> Block | None:
-        """Add a chunk; return a block once enough samples are gathered."""
-        if chunk.shape[1] == 0:
-            return None
-        self._parts.append(chunk)
-        self._samples += chunk.shape[1]
-        return self.flush() if self._samples >= self.size else None
-
-    def flush(self) -> Block | None:
-        """Return what is gathered as one block, or None if nothing is."""
-        if not self._parts:
-            return None
-        block = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts, axis=1)
-        self._parts, self._samples = [], 0
-        return block
-
-
-class _Resampler:
-    """Convert frames to planar float at `rate_hz`, keeping the stream's (or first frame's) layout."""
-
-    def __init__(self, rate_hz: int, layout: av.AudioLayout | None) -> None:
-        self.rate_hz = rate_hz
-        self._resampler: av.AudioResampler | None = None
-        self._layout = layout
-        self._source: tuple[str, str, int] | None = None
-
-    def resample(self, frame: av.AudioFrame) -> Iterator[Block]:
-        """Yield the frame's samples; a mid-stream format change starts a new resampler."""
-        source = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if self._layout is None:
-            self._layout = frame.layout
-        if source == ("fltp", self._layout.name, self.rate_hz):
-            # Already what we want (MP3, AAC, Vorbis, Opus decoders output planar float):
-            # skip a copy through libswresample.
-            yield from self.flush()
-            yield frame.to_ndarray().astype(np.float32, copy=False)
-            return
-        if self._resampler is None or source != self._source:
-            yield from self.flush()
-            # Keep the first layout so every block has the same channels (loudness filters
-            # keep per-channel state); only a stream that changes layout gets remixed.
-            self._resampler = av.AudioResampler(format="fltp", layout=self._layout,
-                                                rate=self.rate_hz)
-            self._source = source
-        for out in self._resampler.resample(frame):
-            yield out.to_ndarray().astype(np.float32, copy=False)
-
-    def flush(self) -> Iterator[Block]:
-        """Yield what the current resampler still holds."""
-        if self._resampler is not None:
-            for out in self._resampler.resample(None):
-                yield out.to_ndarray().astype(np.float32, copy=False)
-            self._resampler = None
-
-
-class _MonoResampler:
-    """Resample one channel a block at a time, keeping the resampler's state between blocks."""
-
-    def __init__(self, source_hz: int, rate_hz: int) -> None:
-        self._source_hz = source_hz
-        self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate_hz)
-        self._pts = 0
-
-    def resample(self, mono: Block) -> Block:
-        """Return the (1, n) resampled samples of a 1-D block (n may be 0 while it fills)."""
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(mono, dtype=np.float32)[None, :], format="fltp", layout="mono"
-        )
-        frame.sample_rate = self._source_hz
-        frame.pts = self._pts
-        frame.time_base = Fraction(1, self._source_hz)
-        self._pts += len(mono)
-        return self._joined(self._resampler.resample(frame))
-
-    def flush(self) -> Block:
-        """Return what the resampler still holds."""
-        return self._joined(self._resampler.resample(None))
-
-    @staticmethod
-    def _joined(frames: list[av.AudioFrame]) -> Block:
-        """Concatenate output frames into one (1, n) float32 block."""
-        parts = [frame.to_ndarray().astype(np.float32, copy=False) for frame in frames]
-        if not parts:
-            return np.zeros((1, 0), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-def to_mono(block: Block) -> Block:
-    """Average the channels: PyAV's own downmix is 3 dB louder than librosa's mean."""
-    mono: Block = block[0] if block.shape[0] == 1 else block.mean(axis=0, dtype=np.float32)
-    return mono
 
 
 def read_mono(path: Path, *, max_s: float | None = None) -> tuple[Block, str, float]:
