@@ -91,6 +91,7 @@ class Supervisor:
         self.pending = PendingWrites()  # results the database did not take yet
         # where jobs come from: the whole queue for the daemon, the named files for `scan`
         self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
+        self.lazy = False  # start the zygote only once `job_source` has a job for it
 
     # --- zygote lifecycle ---------------------------------------------------------------------
 
@@ -186,8 +187,11 @@ class Supervisor:
             if batch.eof and batch.exit_status is not None:
                 self._finish(batch)
         self._replace_idle_zygote()
-        if self.zygote is None and self.fatal is None and not self.batches:
+        if self.zygote is None and self.fatal is None and not self.batches and self._wanted():
             self.start()
+
+    def _wanted(self) -> bool:
+        return not self.lazy or bool(self.job_source(1, self.in_flight()))
 
     def next_deadline(self) -> float | None:
         times = [b.term_sent_at + GRACE_S if b.term_sent_at else b.deadline
