@@ -66,6 +66,13 @@ def test_scan_on_the_cluster_stores_every_result_once_and_quarantines_a_poison_f
     counts = store.counts()
     assert (counts.analysed, counts.failed, counts.quarantined, counts.queued) == (8, 2, 1, 0)
     assert not events(log, "zygote_starting"), "no local zygote when every file went to the cluster"
+    # the workers' zygotes run as at home: not with the malloc setting Dask's nanny adds
+    zygotes = [z for w in cluster.worker_processes() for z in w.children()
+               if "tunescout.workers.zygote" in " ".join(z.cmdline())]
+    assert len(zygotes) == 2
+    for zygote in zygotes:
+        env = zygote.environ()
+        assert "MALLOC_TRIM_THRESHOLD_" not in env and env["OPENBLAS_NUM_THREADS"] == "1"
 
 
 def test_a_worker_killed_mid_file_has_that_file_rescheduled(

@@ -34,6 +34,11 @@ from tunescout.workers.zygote_client import ZygoteHandle
 PLUGIN_NAME = "tunescout-zygote"
 READY_WAIT_S = 300.0  # librosa and numba with a cold cache: ~19 s here, minutes on a Pi
 MEMORY_WAIT_S = 30.0  # then the file goes back to the submitter, not failed
+# What Dask's nanny puts into its workers' environment (distributed.nanny.pre-spawn-environ)
+# that a zygote at home does not have: MALLOC_TRIM_THRESHOLD_=65536 pins glibc's mmap threshold,
+# so every large numpy temporary becomes an mmap and a munmap; analysis measured 20-60 % slower
+# with it (bench/cluster.py). The thread variables are set by child_env either way.
+NANNY_ENV = ("MALLOC_TRIM_THRESHOLD_",)
 
 
 def library_problem(roots: tuple[str, ...], path_map: PathMap) -> str:
@@ -98,7 +103,8 @@ class Host:
         self._counter = 0
 
     def start(self) -> None:
-        self.zygote = ZygoteHandle(self.analyser, os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in NANNY_ENV}
+        self.zygote = ZygoteHandle(self.analyser, env)
 
     def stop(self) -> None:
         if self.zygote is not None:
