@@ -9,10 +9,12 @@ followed, and a worker without the library gets no work and says why.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +27,14 @@ TIMEOUT_S = 120.0
 
 
 def _fill(library: Library, healthy: int, *poison: str, prefix: str = "t") -> list[Path]:
+    """Drop files an hour old: a daemon started now finds a backfill, not files still being
+    written (those settle first and count as new arrivals, which it analyses at home)."""
     paths = [library.drop(f"{prefix}{i:02d}.mp3", f"track {i}\n".encode()) for i in range(healthy)]
-    return paths + [library.drop(name) for name in poison]
+    paths += [library.drop(name) for name in poison]
+    an_hour_ago = time.time() - 3600
+    for path in paths:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    return paths
 
 
 def _analysed(log: Path) -> Counter[str]:
