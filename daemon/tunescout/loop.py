@@ -56,13 +56,47 @@ class Loop:
         self._memory_at = 0.0
         self._progress_at, self._progress_base = time.monotonic(), (0, 0)
         self.cluster: ClusterDispatcher | None = None
-        if config.workers.scheduler:  # only then is Dask imported
-            from tunescout.cluster.submitter import ClusterDispatcher
+        if config.workers.scheduler:
+            self.cluster = self._join_cluster(config, config.workers.scheduler)
+        # `scan --scheduler`: the local zygote (librosa, ~150 MB) only once a file stays home
+        self.supervisor.lazy = scan and self.cluster is not None
 
-            self.cluster = ClusterDispatcher(
-                config, self.store, self.supervisor.progress, config.workers.scheduler, self.wake,
-                backfill_only=not scan, reconnect=not scan)
-            self.cluster.job_source = lambda limit, exclude: self.job_source(limit, exclude)
+    def _join_cluster(self, config: Config, scheduler: str) -> ClusterDispatcher:
+        from tunescout.cluster.submitter import ClusterDispatcher  # only then is Dask imported
+
+        cluster = ClusterDispatcher(config, self.store, self.supervisor.progress, scheduler, self.wake,
+                                    backfill_only=not self.scan, reconnect=not self.scan)
+        cluster.job_source = lambda limit, exclude: self.job_source(limit, exclude)
+        return cluster
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded configuration; a `[workers] scheduler` added, removed or changed (or a
+        new analyser for its workers) leaves the old cluster and joins the new one. The files in
+        flight there stay queued: the local children or the new cluster take them."""
+        old, self.config = self.config, config
+        self.supervisor.reconfigure(config)
+        before, after = old.workers.scheduler, config.workers.scheduler
+        if (before, old.workers.analyser) == (after, config.workers.analyser):
+            if self.cluster is not None:
+                self.cluster.config = config
+            return
+        in_flight = 0
+        if self.cluster is not None:
+            in_flight = len(self.cluster.in_flight())
+            self.cluster.stop(wait=False)  # a dead scheduler must not hold the main loop
+            self.cluster = None
+        if after:
+            self.cluster = self._join_cluster(config, after)
+        if before == after:
+            what = f"analyser changed: joining the scheduler at {after} again"
+        elif not before:
+            what = f"scheduler added: sending the backfill to {after}"
+        elif not after:
+            what = f"scheduler {before} removed: analysing here"
+        else:
+            what = f"scheduler changed from {before} to {after}"
+        log.info("%s (%d files in flight stay queued)", what, in_flight,
+                 extra={"EVENT": "cluster_reconfigured", "SCHEDULER": after or "", "IN_FLIGHT": in_flight})
 
     def _local_jobs(self, limit: int, exclude: set[Path]) -> list[Job]:
         """Jobs for the local children: not those on the cluster; in a scan only those the
@@ -208,7 +242,8 @@ def _scan(config: Config, targets: list[Path], env: Mapping[str, str],
             return [queued[p] for p in pending if p in queued][:limit]
 
         loop.job_source = source
-        loop.supervisor.start()
+        if not loop.supervisor.lazy:  # else its first poll that finds a job for it starts it
+            loop.supervisor.start()
         total = len(targets)
         stop_at: float | None = None
         while pending:

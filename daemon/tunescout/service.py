@@ -111,8 +111,7 @@ class Service:
             return
         old = self.config
         self.config = new
-        self.loop.config = new
-        self.loop.supervisor.reconfigure(new)
+        self.loop.reconfigure(new)  # the supervisor's analyser, the cluster's scheduler
         self.loop.gate = MemoryGate(new.memory.min_available_bytes, new.memory.pause_above_percent,
                                     new.memory.resume_below_percent)
         self.library.reconfigure(new)

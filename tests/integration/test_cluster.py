@@ -9,10 +9,12 @@ followed, and a worker without the library gets no work and says why.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +27,14 @@ TIMEOUT_S = 120.0
 
 
 def _fill(library: Library, healthy: int, *poison: str, prefix: str = "t") -> list[Path]:
+    """Drop files an hour old: a daemon started now finds a backfill, not files still being
+    written (those settle first and count as new arrivals, which it analyses at home)."""
     paths = [library.drop(f"{prefix}{i:02d}.mp3", f"track {i}\n".encode()) for i in range(healthy)]
-    return paths + [library.drop(name) for name in poison]
+    paths += [library.drop(name) for name in poison]
+    an_hour_ago = time.time() - 3600
+    for path in paths:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    return paths
 
 
 def _analysed(log: Path) -> Counter[str]:
@@ -65,6 +73,14 @@ def test_scan_on_the_cluster_stores_every_result_once_and_quarantines_a_poison_f
     assert failures[str(files[9])].kind == "decode" and not failures[str(files[9])].quarantined
     counts = store.counts()
     assert (counts.analysed, counts.failed, counts.quarantined, counts.queued) == (8, 2, 1, 0)
+    assert not events(log, "zygote_starting"), "no local zygote when every file went to the cluster"
+    # the workers' zygotes run as at home: not with the malloc setting Dask's nanny adds
+    zygotes = [z for w in cluster.worker_processes() for z in w.children()
+               if "tunescout.workers.zygote" in " ".join(z.cmdline())]
+    assert len(zygotes) == 2
+    for zygote in zygotes:
+        env = zygote.environ()
+        assert "MALLOC_TRIM_THRESHOLD_" not in env and env["OPENBLAS_NUM_THREADS"] == "1"
 
 
 def test_a_worker_killed_mid_file_has_that_file_rescheduled(
@@ -215,4 +231,50 @@ def test_a_scheduler_nobody_answers_falls_back_to_local(library: Library, tmp_pa
     assert _finish(scan(library.config, "--scheduler", "tcp://127.0.0.1:9", str(library.music),
                         log=log), log) == 0
     assert len(events(log, "cluster_lost")) == 1
+    assert len(events(log, "zygote_starting")) == 1  # started once files stayed home
     assert _analysed(log) == Counter({str(p): 1 for p in files})
+
+
+def test_a_reload_adds_changes_and_removes_the_scheduler(library: Library, cluster: Cluster,
+                                                          start_daemon) -> None:
+    """SIGHUP with `[workers] scheduler` added, changed (to one nobody answers) and removed: one
+    line each, the files in flight stay queued, every file is stored once."""
+    cluster.add_worker(nworkers=1)
+    files = _fill(library, 12, prefix="slow")  # two seconds each, there at start: the backfill
+    library.sections["workers"]["max_workers"] = 1
+    library.write_config()
+    daemon = start_daemon(library)
+    daemon.wait_analysed(1, timeout_s=TIMEOUT_S)
+    assert not any("WORKER" in line.fields for line in daemon.events("analysed"))
+
+    def reload(scheduler: str | None, count: int) -> None:
+        if scheduler is None:
+            library.sections["workers"].pop("scheduler", None)
+        else:
+            library.sections["workers"]["scheduler"] = scheduler
+        library.write_config()
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_event("cluster_reconfigured", count, timeout_s=TIMEOUT_S)
+
+    reload(cluster.address, 1)
+    wait_for(lambda: any("WORKER" in line.fields for line in daemon.events("analysed")), TIMEOUT_S,
+             what="a file analysed on the cluster")
+    wait_for(lambda: library.json("status")["daemon"]["cluster"].endswith("1 in flight")
+             or library.json("status")["daemon"]["cluster"].endswith("2 in flight"), TIMEOUT_S,
+             what="files in flight on the cluster")
+    reload("tcp://127.0.0.1:9", 2)  # nothing listens there: lost at once, analysed here
+    daemon.wait_for_event("cluster_lost", timeout_s=TIMEOUT_S)
+    reload(None, 3)
+    daemon.wait_analysed(len(files), timeout_s=TIMEOUT_S)
+    said = [line.message for line in daemon.events("cluster_reconfigured")]
+    assert said[0].startswith(f"scheduler added: sending the backfill to {cluster.address}")
+    assert said[1].startswith(f"scheduler changed from {cluster.address} to tcp://127.0.0.1:9 (")
+    assert int(daemon.events("cluster_reconfigured")[1].fields["IN_FLIGHT"]) >= 1
+    assert said[2].startswith("scheduler tcp://127.0.0.1:9 removed: analysing here")
+    analysed = Counter(line.fields["TRACK_PATH"] for line in daemon.events("analysed"))
+    assert analysed == Counter({str(p): 1 for p in files}), daemon.log()
+    status = library.json("status")
+    assert status["analysed"] == len(files) and status["queued"] == 0
+    assert status["daemon"]["cluster"] is None
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()

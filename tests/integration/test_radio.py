@@ -5,19 +5,16 @@ messages and an MPD restart; nothing repeats; the foreground command and the dae
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.daemon import Daemon, Library, parse_line
-from support.mpd import MPD, analysed_library, need_mpd, wait_ahead
+from support.daemon import Daemon, Library
+from support.mpd import MPD, Foreground, analysed_library, need_mpd, no_repeats, start_playing, wait_ahead
 from support.playlists import synthetic_tracks
-from support.processes import daemon_env, wait_for
+from support.processes import wait_for
 
 AHEAD = 4
 
@@ -36,36 +33,6 @@ def radio_library(tmp_path: Path) -> Iterator[tuple[Library, MPD, dict[str, str]
         mpd.stop()
 
 
-class Foreground:
-    """`tunescout radio` as a real process, its output in a file."""
-
-    def __init__(self, library: Library, *args: str, **env: str) -> None:
-        self.output = library.root / f"radio-{time.monotonic_ns()}.log"
-        with self.output.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tunescout", "--config", str(library.config), "radio", *args],
-                env=daemon_env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def events(self, event: str) -> list[dict[str, str]]:
-        lines = (parse_line(line) for line in self.log().splitlines())
-        return [line.fields for line in lines if line is not None and line.fields.get("EVENT") == event]
-
-    def wait_log(self, text: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.log():
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {text!r} in the radio's output after {timeout_s:.0f} s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
 @pytest.fixture
 def foreground() -> Iterator[list[Foreground]]:
     started: list[Foreground] = []
@@ -74,17 +41,6 @@ def foreground() -> Iterator[list[Foreground]]:
         if radio.proc.poll() is None:
             radio.proc.kill()
             radio.proc.wait()
-
-
-def start_playing(mpd: MPD, uri: str) -> None:
-    mpd.mpc("clear")
-    mpd.mpc("add", uri)
-    mpd.mpc("play")
-
-
-def no_repeats(mpd: MPD) -> None:
-    queue = mpd.queue()
-    assert len(queue) == len(set(queue)), queue
 
 
 def test_the_foreground_radio_keeps_the_queue_ahead_and_follows_the_user(
@@ -191,7 +147,7 @@ def test_faults_get_one_clear_line_and_no_traceback(
     start_playing(mpd, "slow/002.wav")
     wrong = Foreground(library, "--mpd", mpd.address, "--music-directory", str(elsewhere))
     foreground.append(wrong)
-    wrong.wait_log("radio waiting: the current song is not analysed")
+    wrong.wait_log("radio waiting: none of the 48 analysed tracks is under MPD")
     time.sleep(1)
     assert len(unreachable.events("radio_disconnected")) == 1
     for radio in (unreachable, wrong):

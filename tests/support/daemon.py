@@ -23,6 +23,7 @@ import psutil
 
 from support.config import ANALYSER, cheap_sections, toml_text
 from support.processes import daemon_env, wait_for
+from tunescout.errors import StoreError
 from tunescout.store.reader import StoreReader
 
 TIMEOUT_S = 60.0  # a shared, noisy 2-core machine
@@ -173,7 +174,10 @@ class Daemon:
     def analysed(self) -> int:
         if not self.library.db.exists():
             return 0
-        store = StoreReader.open(self.library.db)
+        try:
+            store = StoreReader.open(self.library.db)
+        except StoreError:
+            return 0  # created a moment ago, not migrated yet
         try:
             return store.counts().analysed
         finally:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from support.processes import wait_for
+from support.daemon import Library, parse_line
+from support.processes import daemon_env, wait_for
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup, FileIdentity, TrackAnalysis
 from tunescout.playlists.catalogue import Track
 from tunescout.store.writer import StoreWriter
@@ -149,3 +151,44 @@ def wait_ahead(mpd: MPD, count: int, timeout_s: float = 30.0) -> None:
 
 def settle(seconds: float = 0.5) -> None:
     time.sleep(seconds)
+
+
+class Foreground:
+    """`tunescout radio` as a real process, its output in a file."""
+
+    def __init__(self, library: Library, *args: str, **env: str) -> None:
+        self.output = library.root / f"radio-{time.monotonic_ns()}.log"
+        with self.output.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tunescout", "--config", str(library.config), "radio", *args],
+                env=daemon_env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def events(self, event: str) -> list[dict[str, str]]:
+        lines = (parse_line(line) for line in self.log().splitlines())
+        return [line.fields for line in lines if line is not None and line.fields.get("EVENT") == event]
+
+    def wait_log(self, text: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} in the radio's output after {timeout_s:.0f} s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def start_playing(mpd: MPD, uri: str) -> None:
+    mpd.mpc("clear")
+    mpd.mpc("add", uri)
+    mpd.mpc("play")
+
+
+def no_repeats(mpd: MPD) -> None:
+    queue = mpd.queue()
+    assert len(queue) == len(set(queue)), queue

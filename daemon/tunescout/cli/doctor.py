@@ -51,6 +51,13 @@ def check_all(config: Config, env: Mapping[str, str], *, analysis: bool = True) 
         checks.extend(_check_root(root, config.library.watch))
     checks.append(_check_journal(env))
     checks.append(_check_memory(config))
+    if config.radio is not None or config.workers.scheduler:
+        from tunescout.cli import doctor_integrations  # it uses Check: imported once this module is
+
+        if config.radio is not None:
+            checks.extend(doctor_integrations.check_radio(config))
+        if config.workers.scheduler:
+            checks.extend(doctor_integrations.check_cluster(config))
     checks.append(_check_numba_cache(env))
     if config.subsonic.url is not None:
         checks.append(_check_subsonic(config))

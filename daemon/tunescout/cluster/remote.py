@@ -26,6 +26,7 @@ from tunescout import protocol
 from tunescout.cluster.outcome import Refusal, RemoteOutcome, RemoteRequest
 from tunescout.cluster.paths import PathMap
 from tunescout.errors import ProtocolError
+from tunescout.workers.lines import LineReader
 from tunescout.workers.memory import read_memory
 from tunescout.workers.verdict import decode_returncode
 from tunescout.workers.zygote_client import ZygoteHandle
@@ -33,6 +34,11 @@ from tunescout.workers.zygote_client import ZygoteHandle
 PLUGIN_NAME = "tunescout-zygote"
 READY_WAIT_S = 300.0  # librosa and numba with a cold cache: ~19 s here, minutes on a Pi
 MEMORY_WAIT_S = 30.0  # then the file goes back to the submitter, not failed
+# What Dask's nanny puts into its workers' environment (distributed.nanny.pre-spawn-environ)
+# that a zygote at home does not have: MALLOC_TRIM_THRESHOLD_=65536 pins glibc's mmap threshold,
+# so every large numpy temporary becomes an mmap and a munmap; analysis measured 20-60 % slower
+# with it (bench/cluster.py). The thread variables are set by child_env either way.
+NANNY_ENV = ("MALLOC_TRIM_THRESHOLD_",)
 
 
 def library_problem(roots: tuple[str, ...], path_map: PathMap) -> str:
@@ -67,11 +73,9 @@ class _Child:
     """What one task saw of its child, as the supervisor's Batch does for a local one."""
 
     batch: str
-    read_fd: int
+    reader: LineReader | None  # the result pipe, once spawned
     deadline: float
     lines: list[bytes] = field(default_factory=list)
-    buffer: bytes = b""
-    eof: bool = False
     exit_status: int | None = None
     maxrss_kb: int = 0
     pid: int | None = None
@@ -82,6 +86,10 @@ class _Child:
     garbage: str | None = None
     term_at: float | None = None
     kill_sent: bool = False
+
+    @property
+    def eof(self) -> bool:
+        return self.reader is None or self.reader.eof
 
 
 class Host:
@@ -95,7 +103,8 @@ class Host:
         self._counter = 0
 
     def start(self) -> None:
-        self.zygote = ZygoteHandle(self.analyser, os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in NANNY_ENV}
+        self.zygote = ZygoteHandle(self.analyser, env)
 
     def stop(self) -> None:
         if self.zygote is not None:
@@ -135,8 +144,9 @@ class Host:
         assert self.zygote is not None
         self._counter += 1
         now = time.monotonic()
-        child = _Child(f"{os.getpid()}-{self._counter}", 0, now + request.start_allowance_s)
-        child.read_fd = self.zygote.spawn(child.batch, [path], request.budget_bytes, request.cpu_s)
+        child = _Child(f"{os.getpid()}-{self._counter}", None, now + request.start_allowance_s)
+        child.reader = LineReader(self.zygote.spawn(child.batch, [path], request.budget_bytes,
+                                                    request.cpu_s))
         while not (child.eof and child.exit_status is not None):
             self._wait(child, request)
         return RemoteOutcome(
@@ -146,13 +156,13 @@ class Host:
             on_current_s=time.monotonic() - child.started_at if child.started else 0.0)
 
     def _wait(self, child: _Child, request: RemoteRequest) -> None:
-        fds = [] if child.eof else [child.read_fd]
+        fds = [] if child.reader is None or child.reader.eof else [child.reader.fd]
         if self.zygote is not None:
             fds.append(self.zygote.fileno())
         due = child.term_at + request.grace_s if child.term_at is not None else child.deadline
         readable = select.select(fds, [], [], max(0.0, min(1.0, due - time.monotonic())))[0]
-        if child.read_fd in readable and not child.eof:
-            self._read(child, request)
+        if child.reader is not None and child.reader.fd in readable and not child.reader.eof:
+            self._read(child, child.reader, request)
         if self.zygote is not None and self.zygote.fileno() in readable:
             self._hear_zygote(child)
         now = time.monotonic()
@@ -166,24 +176,11 @@ class Host:
                 self.zygote.kill(child.batch, signal.SIGKILL)
             child.kill_sent = True
 
-    def _read(self, child: _Child, request: RemoteRequest) -> None:
-        try:
-            data = os.read(child.read_fd, 65536)
-        except BlockingIOError:
-            return
-        if not data:
-            child.eof = True
-            os.close(child.read_fd)
-            if child.buffer.strip():
-                self._line(child, child.buffer, request)
-            return
-        child.buffer += data
-        while b"\n" in child.buffer:
-            line, child.buffer = child.buffer.split(b"\n", 1)
-            if line.strip():
-                self._line(child, line, request)
-        if len(child.buffer) > protocol.MAX_LINE_BYTES:
-            child.buffer = b""
+    def _read(self, child: _Child, reader: LineReader, request: RemoteRequest) -> None:
+        found = reader.read()
+        for line in found.lines:
+            self._line(child, line, request)
+        if found.too_long:
             self._garbage(child, "a result line longer than the protocol allows")
 
     def _line(self, child: _Child, line: bytes, request: RemoteRequest) -> None:

@@ -99,6 +99,9 @@ class ClusterDispatcher:
             self._events.put(("failed", f"cannot reach the scheduler at {self.scheduler}: {exc}"))
             self.wake()
             return
+        if stop.is_set():  # left (a reload) while connecting: nobody listens any more
+            client.close()
+            return
         try:
             client.register_plugin(ZygotePlugin(self.config.workers.analyser), name=PLUGIN_NAME)
         except (OSError, TimeoutError) as exc:
@@ -313,15 +316,23 @@ class ClusterDispatcher:
         else:
             self.recorder.verdict(sent, verdict, outcome)
 
-    def stop(self) -> None:
-        """Forget the files in flight (they stay queued) and leave the cluster."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Forget the files in flight (they stay queued) and leave the cluster; `wait` False
+        (a reload) leaves it from a thread of its own, so the main loop goes on at once."""
         self._stop.set()
         if self.client is not None:
             futures = [f.future for f in self._flights.values()]
             self._flights.clear()
-            try:
-                self.client.cancel(futures)
-                self.client.close(timeout=5)
-            except (OSError, TimeoutError):
-                pass
-            self.client = None
+            client, self.client = self.client, None
+
+            def leave() -> None:
+                try:
+                    client.cancel(futures)
+                    client.close(timeout=5)
+                except (OSError, TimeoutError):
+                    pass
+
+            if wait:
+                leave()
+            else:
+                threading.Thread(target=leave, name="cluster-close", daemon=True).start()

@@ -116,6 +116,9 @@ class Picker:
         cat = self.catalogue
         if cat is None or not len(cat):
             raise PlaylistError("nothing is analysed yet")
+        if not self.by_uri:
+            raise PlaylistError(f"none of the {len(cat)} analysed tracks is under MPD's music directory "
+                                f"{self.uris.music_directory}: set [radio] music_directory to MPD's")
         seed_rows = _rows(self, seeds)
         if not seed_rows:
             raise PlaylistError("the current song is not analysed yet (nothing to seed from)")

@@ -222,8 +222,12 @@ class Radio:
             self._tell("running", None)
             return
         queued = [r["file"] for r in records(cmd.command("playlistinfo", f"{position + 1}:{length}"), "file")]
+        exclude = self.history.in_window(now)
+        if self._reseed:  # start again from the song playing: the user's queued songs are
+            exclude |= set(queued)  # only left out, the flow does not continue from them
+            queued = []
         try:
-            picks = self.picker.pick(seeds, queued, self.history.in_window(now), need + EXTRA_PICKS)
+            picks = self.picker.pick(seeds, queued, exclude, need + EXTRA_PICKS)
         except PlaylistError as exc:
             self._tell("waiting", str(exc))
             return

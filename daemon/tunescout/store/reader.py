@@ -284,6 +284,13 @@ class StoreReader:
                 tracks[-1].features[grp] = json.loads(vals)
         return tracks
 
+    def analysed_paths(self, limit: int) -> list[Path]:
+        """Return up to `limit` analysed files, the most recently analysed first (doctor's probe)."""
+        rows = self._conn.execute(
+            "SELECT path FROM files WHERE state = 'analysed' AND digest IS NOT NULL "
+            "ORDER BY analysed_at DESC LIMIT ?", (limit,))
+        return [path_of(raw) for (raw,) in rows]
+
     def analysed_version(self) -> tuple[int, float, int, int, float]:
         """Return what changes whenever the analysed tracks do (count, last analysis, ids, paths,
         mtimes: a tag-only edit changes the file's mtime and not its analysis).

@@ -19,6 +19,7 @@ from tunescout.errors import ProtocolError
 from tunescout.models import FailureKind, FileIdentity, Job
 from tunescout.store.writer import StoreWriter
 from tunescout.units import format_size
+from tunescout.workers.lines import LineReader
 from tunescout.workers.pending import PendingWrites
 from tunescout.workers.verdict import Action, BatchEnd, decode_returncode, judge_batch
 from tunescout.workers.zygote_client import ZygoteHandle
@@ -37,15 +38,13 @@ class Batch:
     id: str
     jobs: list[Job]
     identities: list[FileIdentity]
-    read_fd: int
+    reader: LineReader  # the child's result pipe
     spawned_at: float
     deadline: float
     pid: int | None = None
-    buffer: bytes = b""
     current: int | None = None  # index of the file in progress
     current_since: float = 0.0
     reported: set[int] = field(default_factory=set)
-    eof: bool = False
     exit_status: int | None = None
     maxrss_kb: int = 0
     timed_out: bool = False
@@ -54,6 +53,14 @@ class Batch:
     garbage: str | None = None  # what the child wrote that is not a result
     stopping: bool = False  # stopped by us at shutdown: not the files' fault
     started: bool = False  # the child reached its first file
+
+    @property
+    def read_fd(self) -> int:
+        return self.reader.fd
+
+    @property
+    def eof(self) -> bool:
+        return self.reader.eof
 
 
 @dataclass
@@ -84,6 +91,7 @@ class Supervisor:
         self.pending = PendingWrites()  # results the database did not take yet
         # where jobs come from: the whole queue for the daemon, the named files for `scan`
         self.job_source: Callable[[int, set[Path]], list[Job]] = store.next_jobs
+        self.lazy = False  # start the zygote only once `job_source` has a job for it
 
     # --- zygote lifecycle ---------------------------------------------------------------------
 
@@ -179,8 +187,11 @@ class Supervisor:
             if batch.eof and batch.exit_status is not None:
                 self._finish(batch)
         self._replace_idle_zygote()
-        if self.zygote is None and self.fatal is None and not self.batches:
+        if self.zygote is None and self.fatal is None and not self.batches and self._wanted():
             self.start()
+
+    def _wanted(self) -> bool:
+        return not self.lazy or bool(self.job_source(1, self.in_flight()))
 
     def next_deadline(self) -> float | None:
         times = [b.term_sent_at + GRACE_S if b.term_sent_at else b.deadline
@@ -257,31 +268,16 @@ class Supervisor:
         cpu_s = int(sum(self._allowance_s(i) for i in identities) + START_ALLOWANCE_S)
         read_fd = self.zygote.spawn(batch_id, [j.path for j in jobs],
                                     self.config.workers.child_budget_bytes, cpu_s, self.store.path)
-        self.batches[batch_id] = Batch(batch_id, jobs, identities, read_fd, now,
+        self.batches[batch_id] = Batch(batch_id, jobs, identities, LineReader(read_fd), now,
                                        deadline=now + START_ALLOWANCE_S + self._allowance_s(identities[0]))
         log.debug("batch %s: %d files", batch_id, len(jobs), extra={"BATCH_ID": batch_id})
 
     def _read(self, batch: Batch) -> None:
-        while True:
-            try:
-                data = os.read(batch.read_fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                batch.eof = True
-                os.close(batch.read_fd)
-                self._handle_line(batch, batch.buffer) if batch.buffer.strip() else None
-                batch.buffer = b""
-                return
-            batch.buffer += data
-            while b"\n" in batch.buffer:
-                line, batch.buffer = batch.buffer.split(b"\n", 1)
-                if line.strip():
-                    self._handle_line(batch, line)
-            if len(batch.buffer) > protocol.MAX_LINE_BYTES:
-                limit = format_size(protocol.MAX_LINE_BYTES)
-                self._protocol_error(batch, f"a result line longer than {limit}")
-                batch.buffer = b""
+        found = batch.reader.read()
+        for line in found.lines:
+            self._handle_line(batch, line)
+        if found.too_long:
+            self._protocol_error(batch, f"a result line longer than {format_size(protocol.MAX_LINE_BYTES)}")
 
     def _handle_line(self, batch: Batch, line: bytes) -> None:
         if batch.garbage:
