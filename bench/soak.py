@@ -246,7 +246,7 @@ def config_text(library: Library, root: Path, length: int) -> str:
         f'\n[[playlists]]\nname = "All"\noutput = "{playlists / "all.m3u8"}"\nlength = {length}\n'
         f'query = "title!~zzz"\nmin_duration = 0\n'
         f'\n[[playlists]]\nname = "Band"\noutput = "{playlists / "band.m3u"}"\nlength = {length}\n'
-        f'format = "mpd"\nquery = "artist~band"\nmin_duration = 0\n')
+        f'format = "mpd"\nquery = "title!~qqq"\nmin_duration = 0\n')
 
 
 def caught_up(db: Path, world: World, real: bool) -> list[str]:
@@ -427,7 +427,11 @@ def main() -> int:
     parser.add_argument("--catch-up", type=float, default=300.0,
                         help="seconds the daemon gets to catch up at the end")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="a new folder to run in and leave behind")
     args = parser.parse_args()
+    if args.keep is not None:  # the library, database and daemon log stay for a post-mortem
+        args.keep.mkdir(parents=True, exist_ok=False)
+        return run(args, args.keep)
     with tempfile.TemporaryDirectory(prefix="tunescout-soak-") as tmp:
         return run(args, Path(tmp))
 

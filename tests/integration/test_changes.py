@@ -260,3 +260,22 @@ def test_a_reload_with_another_analyser_replaces_the_zygote(tmp_path: Path, star
     assert shown["state"] == "analysed" and shown["tags"]["title"] == "slow one"  # the old one
     assert "quarantined" not in daemon.log() and "killed" not in daemon.log()
     assert daemon.stop() == 0
+
+
+def test_a_file_changed_then_moved_before_it_settled_is_analysed_at_its_new_name(
+        tmp_path: Path, start_daemon) -> None:
+    """Found by bench/soak.py: the row followed the move with the old size and mtime, and the
+    change, still settling under the old name, was forgotten."""
+    library, daemon = _started(tmp_path, start_daemon)
+    path = library.drop("song.flac", os.urandom(6000))
+    daemon.wait_for_event("analysed", TRACK_PATH=path)
+    with path.open("ab") as fh:  # a tag editor saving, in place
+        fh.write(os.urandom(500))
+    (library.music / "sorted").mkdir()
+    moved = library.music / "sorted" / "song.flac"
+    os.rename(path, moved)  # well within the 1 s settle
+    daemon.wait_for_event("analysed", TRACK_PATH=moved, timeout_s=30)
+    wait_for(lambda: _show(library, moved).get("size_bytes") == 6500, 30,
+             what="the moved file's row with its new size")
+    assert daemon.events("moved", TRACK_PATH=moved), daemon.log()
+    assert daemon.stop() == 0

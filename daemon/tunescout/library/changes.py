@@ -88,6 +88,9 @@ class Library:
         elif self.store.rename(src, dest, tree=False):
             self.changes += 1
             log.info("moved %s to %s", src, dest, extra={"EVENT": "moved", "TRACK_PATH": str(dest)})
+            # a file re-tagged and then moved before it settled: its row follows the move with
+            # the old size and mtime; settling the new name compares them (and drops it if same)
+            self.settler.touch(dest, wall)
         else:
             self.settler.touch(dest, wall)
 
