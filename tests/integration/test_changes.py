@@ -266,16 +266,39 @@ def test_a_file_changed_then_moved_before_it_settled_is_analysed_at_its_new_name
         tmp_path: Path, start_daemon) -> None:
     """Found by bench/soak.py: the row followed the move with the old size and mtime, and the
     change, still settling under the old name, was forgotten."""
-    library, daemon = _started(tmp_path, start_daemon)
+    library = Library(tmp_path, intake={"settle": "1 s"})
+    (library.music / "sorted").mkdir()  # watched from the start: the rename is one move event
+    daemon = start_daemon(library)
+    daemon.wait_for_event("reconciled")
     path = library.drop("song.flac", os.urandom(6000))
     daemon.wait_for_event("analysed", TRACK_PATH=path)
     with path.open("ab") as fh:  # a tag editor saving, in place
         fh.write(os.urandom(500))
-    (library.music / "sorted").mkdir()
     moved = library.music / "sorted" / "song.flac"
     os.rename(path, moved)  # well within the 1 s settle
     daemon.wait_for_event("analysed", TRACK_PATH=moved, timeout_s=30)
     wait_for(lambda: _show(library, moved).get("size_bytes") == 6500, 30,
              what="the moved file's row with its new size")
     assert daemon.events("moved", TRACK_PATH=moved), daemon.log()
+    assert _show(library, path) == {}
+    assert daemon.stop() == 0
+
+
+def test_a_file_deleted_just_before_its_folder_is_renamed_is_forgotten(
+        tmp_path: Path, start_daemon) -> None:
+    """Found by bench/soak.py: the deleted file's row followed the folder's rename and outlived
+    the file, because it was to be forgotten under its old path."""
+    library, daemon = _started(tmp_path, start_daemon)
+    album = library.music / "album"
+    album.mkdir()
+    gone, kept = album / "gone.flac", album / "kept.flac"
+    gone.write_bytes(os.urandom(5000))
+    kept.write_bytes(os.urandom(6000))
+    for path in (gone, kept):
+        daemon.wait_for_event("analysed", TRACK_PATH=path)
+    gone.unlink()
+    os.rename(album, library.music / "renamed")  # before the deletion's grace period is over
+    daemon.wait_for_event("removed", TRACK_PATH=library.music / "renamed" / "gone.flac")
+    assert _show(library, library.music / "renamed" / "gone.flac") == {}
+    assert _show(library, library.music / "renamed" / "kept.flac")["state"] == "analysed"
     assert daemon.stop() == 0

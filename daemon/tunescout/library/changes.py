@@ -63,6 +63,10 @@ class Library:
             self._moved(change.path, change.dest, wall)
         elif change.kind == ChangeKind.DIR_MOVED and change.dest is not None:
             self.settler.forget_under(change.path)
+            # files deleted in that folder a moment ago are still to be forgotten: at their new
+            # paths, where the rows now are (else the rows outlive the files)
+            for path in [p for p in self._doomed if p.is_relative_to(change.path)]:
+                self._doomed[change.dest / path.relative_to(change.path)] = self._doomed.pop(path)
             moved = self.store.rename(change.path, change.dest, tree=True)
             self.changes += moved
             if moved:
