@@ -209,7 +209,8 @@ class Accumulator:
 def to_mono(block: Block) -> Block:
     """Average the channels: PyAV's own downmix is 3 dB louder than librosa's mean."""
     if block.shape[0] == 1:
-        return block[0]
+        first: Block = block[0]
+        return first
     if block.shape[0] == 2:  # the commonest: one add and one halving, the same float32 values
         stereo: Block = block[0] + block[1]
         stereo *= np.float32(0.5)
