@@ -73,8 +73,9 @@ def _rhythm() -> Any:
 def _path() -> Any:
     from stages import decode_path_only
 
-    import tunescout.analysis  # noqa: F401 - the engine's stack, imported before the fork
+    from tunescout.analysis import warm_up
 
+    warm_up()  # as the zygote does: the resampler's taps read and its numba loop loaded once
     return decode_path_only
 
 

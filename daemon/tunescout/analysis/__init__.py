@@ -14,6 +14,7 @@ import numpy as np
 
 from tunescout.analysis.decode import ANALYSIS_RATE_HZ, AudioReader, packet_digest
 from tunescout.analysis.features import FeatureAccumulator, compute_features
+from tunescout.analysis.halving import mono_resampler
 from tunescout.analysis.loudness import LoudnessMeter
 from tunescout.analysis.pcm import to_mono
 from tunescout.analysis.tags import TagReport, read_tags
@@ -166,4 +167,8 @@ def warm_up() -> None:
     compute_features(np.zeros(rate, dtype=np.float32), rate)  # the silent paths too
     meter = LoudnessMeter(rate, ("FL", "FR"))
     meter.add(np.stack([signal, signal]))
+    LoudnessMeter(rate, ("FC",)).add(signal[None, :])  # the one-channel filter loop too
+    halving = mono_resampler(2 * rate, rate)  # libswresample's taps read once, the loop compiled
+    halving.resample(signal)
+    halving.flush()
     _loudness_group(meter)

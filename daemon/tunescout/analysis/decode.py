@@ -19,6 +19,7 @@ import av
 import av.error
 import numpy as np
 
+from tunescout.analysis.halving import HalvingResampler, mono_resampler
 from tunescout.analysis.integrity import LastPacket, incomplete_end
 from tunescout.analysis.pcm import Accumulator, Block, FrameBatcher, MonoResampler, Resampler, to_mono
 from tunescout.errors import AnalysisError
@@ -59,7 +60,8 @@ class AudioReader:
     With `mono=True` the blocks have one channel: decoded frames are gathered raw into blocks of
     `block_samples` at the stream's own rate (pcm.FrameBatcher: no Python work per frame but a
     FIFO write), the channels averaged once per block (the way librosa mixes them) and only that
-    one channel resampled, a block at a time.
+    one channel resampled, a block at a time (44.1 kHz with libswresample's own taps in numba:
+    halving.py).
 
     Use as a context manager; iterate `blocks()` once, then read `digest`, `samples`,
     `problems` (skipped packets, partial decode) and `warning_kind` (what they amount to).
@@ -169,7 +171,7 @@ class AudioReader:
         """Gather native-rate blocks, hand them to `on_native`, then mix and resample each."""
         layout = self._stream.layout if self._stream.layout.nb_channels else None
         native = FrameBatcher(self.block_samples, layout, self.info.sample_rate_hz)
-        mixer = MonoResampler(self.info.sample_rate_hz, self.rate_hz)
+        mixer = mono_resampler(self.info.sample_rate_hz, self.rate_hz)
         push = native.push
         for frame in self._frames():
             if (block := push(frame)) is not None:
@@ -180,7 +182,8 @@ class AudioReader:
             self.samples += tail.shape[1]
             yield tail
 
-    def _mono_from(self, block: Block, mixer: MonoResampler) -> Iterator[Block]:
+    def _mono_from(self, block: Block,
+                   mixer: MonoResampler | HalvingResampler) -> Iterator[Block]:
         """Deliver one native block, then yield its mono mix at the analysis rate."""
         self._deliver_native(block)
         out = mixer.resample(to_mono(block))

@@ -24,6 +24,7 @@ import scipy.fft
 import scipy.signal
 
 from tunescout.analysis.key import PitchClassProfile, estimate_key
+from tunescout.analysis.spectra import magnitude_power_shape
 from tunescout.analysis.tempo import estimate_tempo
 from tunescout.models import FEATURE_VERSIONS, FeatureGroup
 
@@ -160,8 +161,8 @@ class FeatureAccumulator:
     def _fold(self, frames: Signal) -> None:
         """Fold a (count, N_FFT) batch of frames into every running statistic."""
         spectrum = scipy.fft.rfft(frames * self._window, axis=1)
-        magnitude = np.abs(spectrum)
-        power = magnitude * magnitude
+        magnitude, power, rolloff, flatness = magnitude_power_shape(
+            spectrum, self._freqs, ROLL_PERCENT, AMIN)
         if "rhythm" in self.groups or "timbre" in self.groups:
             mel = np.maximum(power @ self._mel_basis, AMIN)
             mel_db = np.maximum(10.0 * np.log10(mel), MEL_FLOOR_DB)
@@ -169,7 +170,7 @@ class FeatureAccumulator:
                 self._fold_onsets(mel_db)
             if "timbre" in self.groups:
                 self._mfcc.add(mel_db @ self._dct)
-                self._fold_shape(magnitude, power)
+                self._fold_shape(magnitude, rolloff, flatness)
         if "tonal" in self.groups:
             self._fold_chroma(power)
             self._pitch_classes.add(magnitude[(-self._frames) % KEY_FRAME_STEP :: KEY_FRAME_STEP])
@@ -182,22 +183,16 @@ class FeatureAccumulator:
         self._envelope.append(np.maximum(rise, 0.0).mean(axis=1, dtype=np.float32))
         self._previous_mel = mel_db[-1].copy()
 
-    def _fold_shape(self, magnitude: Signal, power: Signal) -> None:
-        """Add the per-frame spectral centroid, bandwidth, rolloff and flatness to their sums."""
+    def _fold_shape(self, magnitude: Signal, rolloff: float, flatness: float) -> None:
+        """Add the per-frame spectral centroid and bandwidth, and the batch's rolloff and flatness
+        sums (spectra.magnitude_power_shape), to their sums."""
         moments = (magnitude @ self._shape_basis).astype(np.float64)  # Σ S, Σ f·S, Σ f²·S (kHz)
         total = moments[:, 0]
         safe = np.where(total > 0, total, 1.0)
         centroid = moments[:, 1] / safe
         bandwidth = 1e3 * np.sqrt(np.maximum(moments[:, 2] / safe - centroid**2, 0.0))
         centroid *= 1e3
-        cumulative = np.cumsum(magnitude, axis=1)
-        reached = cumulative >= ROLL_PERCENT * cumulative[:, -1:]
-        rolloff = self._freqs[np.argmax(reached, axis=1)]
-        floored = np.maximum(power, AMIN)
-        # float32 means: numpy sums pairwise, so 1,025 terms lose no more than a few ulps
-        flatness = np.exp(np.log(floored).mean(axis=1).astype(np.float64)) / floored.mean(
-            axis=1).astype(np.float64)
-        self._shape_sums[:4] += [centroid.sum(), bandwidth.sum(), rolloff.sum(), flatness.sum()]
+        self._shape_sums[:4] += [centroid.sum(), bandwidth.sum(), rolloff, flatness]
 
     def _fold_chroma(self, power: Signal) -> None:
         """Bank the frame-normalised power spectrum for chroma and every 8th frame's tuning.
